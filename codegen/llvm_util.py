@@ -1,0 +1,155 @@
+"""Small IRBuilder helpers shared by the lowering: types, constants, loops, vectors, intrinsics."""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+from llvmlite import ir
+
+from codegen import dtypes as dt
+from codegen.dtypes import DType
+
+I1, I8, I16, I32, I64 = (ir.IntType(n) for n in (1, 8, 16, 32, 64))
+F32, F64 = ir.FloatType(), ir.DoubleType()
+PTR = ir.PointerType()
+
+_STORAGE = {"float32": F32, "float16": I16, "bfloat16": I16, "float8_e4m3fn": I8, "float8_e5m2": I8,
+            "int8": I8, "int32": I32, "int64": I64, "bool": I1}
+
+
+def reg_type(d: DType) -> ir.Type:
+    """The LLVM type of one element in registers (narrow floats as bit patterns, bool as i1)."""
+    return _STORAGE[d.name]
+
+
+def mem_type(d: DType) -> ir.Type:
+    """The LLVM type of one element in memory (bool is a byte, like NumPy)."""
+    return I8 if d == dt.bool_ else _STORAGE[d.name]
+
+
+def alloca(b: ir.IRBuilder, t: ir.Type, align: int = 0) -> ir.Value:
+    """A stack slot as an opaque pointer (llvmlite's alloca returns a typed pointer)."""
+    a = b.alloca(t)
+    a.type = PTR
+    if align:
+        a.align = align
+    return a
+
+
+def nbytes(t: ir.Type) -> int:
+    """Bytes of one scalar element type (the natural alignment of a masked access)."""
+    if isinstance(t, ir.FloatType):
+        return 4
+    if isinstance(t, ir.DoubleType):
+        return 8
+    return max(1, t.width // 8)
+
+
+def vec(t: ir.Type, w: int) -> ir.VectorType:
+    return ir.VectorType(t, w)
+
+
+def const_bits(value, d: DType) -> ir.Constant:
+    """A Python number as the element constant of `d` (narrow floats rounded by ml_dtypes)."""
+    t = reg_type(d)
+    if d == dt.float32:
+        return ir.Constant(F32, float(np.float32(value)))
+    if d.is_narrow_float:
+        with np.errstate(over="ignore"):
+            bits = np.array([value], np.float32).astype(d.np).view(np.uint8 if d.bits == 8 else np.uint16)[0]
+        return ir.Constant(t, int(bits))
+    if d == dt.bool_:
+        return ir.Constant(I1, int(bool(value)))
+    return ir.Constant(t, int(value) & ((1 << d.bits) - 1))
+
+
+def splat(b: ir.IRBuilder, x: ir.Value, w: int) -> ir.Value:
+    if isinstance(x, ir.Constant):
+        return ir.Constant(vec(x.type, w), [x] * w) if not isinstance(x.type, ir.VectorType) else x
+    v = b.insert_element(ir.Constant(vec(x.type, w), ir.Undefined), x, ir.Constant(I32, 0))
+    return b.shuffle_vector(v, ir.Constant(vec(x.type, w), ir.Undefined), ir.Constant(vec(I32, w), [0] * w))
+
+
+def iota(t: ir.Type, w: int) -> ir.Constant:
+    return ir.Constant(vec(t, w), list(range(w)))
+
+
+def i64(n: int) -> ir.Constant:
+    return ir.Constant(I64, n)
+
+
+@contextlib.contextmanager
+def for_range(b: ir.IRBuilder, start, stop, step: int = 1, name: str = "i"):
+    """`for iv in range(start, stop, step)` with a constant step; yields the i64 induction variable."""
+    start = i64(start) if isinstance(start, int) else start
+    stop = i64(stop) if isinstance(stop, int) else stop
+    pre = b.block
+    header = b.append_basic_block(f"{name}.head")
+    body = b.append_basic_block(f"{name}.body")
+    end = b.append_basic_block(f"{name}.end")
+    b.branch(header)
+    b.position_at_end(header)
+    iv = b.phi(I64, name=name)
+    iv.add_incoming(start, pre)
+    b.cbranch(b.icmp_signed("<" if step > 0 else ">", iv, stop), body, end)
+    b.position_at_end(body)
+    yield iv
+    nxt = b.add(iv, i64(step))
+    iv.add_incoming(nxt, b.block)
+    b.branch(header)
+    b.position_at_end(end)
+
+
+def intrinsic(b: ir.IRBuilder, name: str, ret: ir.Type, args: list[ir.Value]) -> ir.Value:
+    m = b.module
+    fn = m.globals.get(name)
+    if fn is None:
+        fn = ir.Function(m, ir.FunctionType(ret, [a.type for a in args]), name=name)
+    return b.call(fn, args)
+
+
+def _suffix(t: ir.Type) -> str:
+    if isinstance(t, ir.VectorType):
+        return f"v{t.count}{_suffix(t.element)}"
+    if isinstance(t, ir.FloatType):
+        return "f32"
+    if isinstance(t, ir.DoubleType):
+        return "f64"
+    if isinstance(t, ir.PointerType):
+        return "p0"
+    return f"i{t.width}"
+
+
+def masked_load(b, ptr, mask, passthru, align: int):
+    t = passthru.type
+    return intrinsic(b, f"llvm.masked.load.{_suffix(t)}.p0", t, [ptr, ir.Constant(I32, align), mask, passthru])
+
+
+def masked_store(b, value, ptr, mask, align: int):
+    intrinsic(b, f"llvm.masked.store.{_suffix(value.type)}.p0", ir.VoidType(),
+              [value, ptr, ir.Constant(I32, align), mask])
+
+
+def masked_gather(b, ptrs, mask, passthru, align: int):
+    t = passthru.type
+    return intrinsic(b, f"llvm.masked.gather.{_suffix(t)}.{_suffix(ptrs.type)}", t,
+                     [ptrs, ir.Constant(I32, align), mask, passthru])
+
+
+def masked_scatter(b, value, ptrs, mask, align: int):
+    intrinsic(b, f"llvm.masked.scatter.{_suffix(value.type)}.{_suffix(ptrs.type)}", ir.VoidType(),
+              [value, ptrs, ir.Constant(I32, align), mask])
+
+
+def fma(b, x, y, z):
+    return intrinsic(b, f"llvm.fma.{_suffix(x.type)}", x.type, [x, y, z])
+
+
+def to_mem(b, v, d: DType):
+    """Register form -> memory form (bool i1 -> i8)."""
+    return b.zext(v, vec(I8, v.type.count) if isinstance(v.type, ir.VectorType) else I8) if d == dt.bool_ else v
+
+
+def from_mem(b, v, d: DType):
+    """Memory form -> register form (bool byte -> i1)."""
+    return b.icmp_unsigned("!=", v, ir.Constant(v.type, None)) if d == dt.bool_ else v

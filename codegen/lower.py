@@ -1,0 +1,725 @@
+"""Tile IR -> LLVM IR, built with llvmlite's IRBuilder.
+
+The kernel becomes `void entry(ptr ptrs, ptr ints, ptr floats, ptr parallel_for)`: array data pointers,
+then per array its shape and element strides (then int scalars) in `ints`, float scalars in `floats`.
+Each GRID region is outlined into `void body(ptr ctx, i64 begin, i64 end)` handed to the runtime's
+`parallel_for`. Tiles are lowered as `Buf`/`Lazy` (tiles.py): elementwise chains fuse into their
+consumer; values used twice, used inside a nested loop, reduced or multiplied are materialized.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+from llvmlite import ir
+
+from codegen import convert, mathlib
+from codegen import dtypes as dt
+from codegen.dot import lower_dot
+from codegen.dtypes import DType
+from codegen.ir import (BINARY, COMPARE, Block, CompileError, Kernel, Node, Op, Value, walk)
+from codegen.llvm_util import (F32, I1, I32, I64, PTR, alloca, const_bits, nbytes, for_range, i64, iota, masked_gather,
+                               masked_load, masked_scatter, masked_store, mem_type, reg_type, splat, vec,
+                               from_mem, to_mem)
+from codegen.tiles import Buf, Lazy, zero_index
+
+STACK_LIMIT = 2 << 20  # bytes of tile buffers per function (worker threads have >= 8 MiB stacks)
+_CHEAP = frozenset({Op.CONST, Op.ARANGE, Op.BROADCAST, Op.RESHAPE})
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each parameter sits in the launch arrays."""
+    ptr: dict[int, int]     # array param -> slot in ptrs
+    ints: dict[int, int]    # array param -> offset of its shape in ints (strides follow); int scalar -> slot
+    floats: dict[int, int]  # float scalar -> slot
+
+    @staticmethod
+    def of(kernel: Kernel) -> Layout:
+        ptr, ints, floats, n_ptr, n_int, n_float = {}, {}, {}, 0, 0, 0
+        for i, p in enumerate(kernel.params):
+            if p.kind == "array":
+                ptr[i], ints[i] = n_ptr, n_int
+                n_ptr, n_int = n_ptr + 1, n_int + 2 * p.ndim
+            elif p.dtype.is_float:
+                floats[i], n_float = n_float, n_float + 1
+            else:
+                ints[i], n_int = n_int, n_int + 1
+        return Layout(ptr, ints, floats)
+
+
+def free_values(block: Block) -> list[Value]:
+    """Values used inside `block` (or its regions) but defined outside it, in first-use order."""
+    free: dict[Value, None] = {}
+
+    def visit(b: Block, defined: set) -> None:
+        defined = defined | set(b.args)
+        for n in b.nodes:
+            for v in n.srcs:
+                if v not in defined:
+                    free.setdefault(v, None)
+            for r in n.regions:
+                visit(r, defined)
+            defined |= set(n.results)
+        for v in b.yields:
+            if v not in defined:
+                free.setdefault(v, None)
+    visit(block, set())
+    return list(free)
+
+
+class FunctionLowering:
+    """Lowers one LLVM function: the kernel entry, or one outlined grid body."""
+
+    def __init__(self, module: ir.Module, kernel: Kernel, layout: Layout, fn: ir.Function, vlen: int,
+                 uses: Counter, options: dict):
+        self.module, self.kernel, self.layout, self.fn, self.vlen = module, kernel, layout, fn, vlen
+        self.uses, self.options = uses, options
+        self.entry = fn.append_basic_block("entry")
+        start = fn.append_basic_block("start")
+        self.b = ir.IRBuilder(self.entry)
+        self.b.branch(start)
+        self.b.position_at_end(start)
+        self.env: dict[Value, object] = {}
+        self.stack = 0
+        self.argv: tuple[ir.Value, ir.Value, ir.Value, ir.Value] | None = None
+        self.grids = 0
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def alloca(self, shape: tuple[int, ...], d: DType, loc=None) -> Buf:
+        n = math.prod(shape)
+        t = mem_type(d)
+        self.stack += n * nbytes(t)
+        if self.stack > STACK_LIMIT:
+            raise CompileError(f"the tiles of this kernel need more than {STACK_LIMIT >> 20} MiB of on-chip "
+                               f"buffers (the last one is {d.name}{list(shape)}); use smaller tile sizes", loc)
+        with self.b.goto_block(self.entry):
+            ptr = alloca(self.b, ir.ArrayType(t, n), 64)
+        return Buf(ptr, shape, d)
+
+    def _argv_load(self, which: int, slot: int, t: ir.Type) -> ir.Value:
+        with self.b.goto_block(self.entry):
+            p = self.b.gep(self.argv[which], [i64(slot)], source_etype=t)
+            return self.b.load(p, typ=t)
+
+    def array_ptr(self, param: int) -> ir.Value:
+        return self._argv_load(0, self.layout.ptr[param], PTR)
+
+    def array_shape(self, param: int, d: int) -> ir.Value:
+        return self._argv_load(1, self.layout.ints[param] + d, I64)
+
+    def array_stride(self, param: int, d: int) -> ir.Value:
+        p = self.kernel.params[param]
+        if d == p.ndim - 1 and p.unit_stride:
+            return i64(1)
+        return self._argv_load(1, self.layout.ints[param] + p.ndim + d, I64)
+
+    def get(self, v: Value):
+        return self.env[v]
+
+    def tile(self, v: Value):
+        """The Buf/Lazy of a tile value; a scalar is wrapped as a splatting Lazy."""
+        x = self.env[v]
+        if isinstance(x, (Buf, Lazy)):
+            return x
+        return Lazy(lambda b, idx, col, w: splat(b, x, w), (), v.dtype, cheap=True)
+
+    def materialize(self, t, d: DType | None = None, into: Buf | None = None, loc=None) -> Buf:
+        if isinstance(t, Buf) and into is None:
+            return t
+        buf = into or self.alloca(t.shape, d or t.dtype, loc)
+        self.each_vector(t.shape, lambda idx, col, w: buf.put(self.b, idx, col, t.emit(self.b, idx, col, w)))
+        return buf
+
+    def each_vector(self, shape, body) -> None:
+        """Call body(idx, col, w) over a tile shape: loops over outer dims, vectors along the last."""
+        b = self.b
+        if shape == ():
+            body([], i64(0), 1)
+            return
+
+        def outer(d, idx):
+            if d == len(shape) - 1:
+                n = shape[-1]
+                full, rest = divmod(n, self.vlen)
+                if full == 1:
+                    body(idx, i64(0), self.vlen)
+                elif full > 1:
+                    with for_range(b, 0, full * self.vlen, self.vlen, "c") as col:
+                        body(idx, col, self.vlen)
+                if rest:
+                    body(idx, i64(full * self.vlen), rest)
+                return
+            if shape[d] == 1:
+                outer(d + 1, idx + [i64(0)])
+                return
+            with for_range(b, 0, shape[d], 1, f"d{d}") as i:
+                outer(d + 1, idx + [i])
+        outer(0, [])
+
+    # ---- blocks -------------------------------------------------------------------------------
+    def lower_block(self, block: Block, nested: bool = False) -> None:
+        for n in block.nodes:
+            self.b_loc = n.loc
+            try:
+                self.lower_node(n)
+            except CompileError as e:
+                raise CompileError(e.msg, e.loc or n.loc) from None
+            if n.results and len(n.results) == 1 and n.result.shape:
+                x = self.env[n.result]
+                if isinstance(x, Lazy) and not x.cheap and self.uses[n.result] > 1:
+                    self.env[n.result] = self.materialize(x, loc=n.loc)
+
+    def lower_node(self, n: Node) -> None:
+        op = n.op
+        if op in BINARY or op in COMPARE:
+            self.env[n.result] = self.elementwise(n)
+        elif op in (Op.NEG, Op.ABS, Op.NOT, Op.EXP, Op.EXP2, Op.LOG, Op.SQRT, Op.RSQRT, Op.WHERE, Op.CAST):
+            self.env[n.result] = self.elementwise(n)
+        else:
+            getattr(self, "op_" + op.name.lower())(n)
+
+    # ---- leaves -------------------------------------------------------------------------------
+    def op_arg(self, n: Node) -> None:
+        i, d = n.arg, n.result.dtype
+        if d.is_float:
+            x = self.b.fptrunc(self._argv_load(2, self.layout.floats[i], ir.DoubleType()), F32)
+        else:
+            x = self._argv_load(1, self.layout.ints[i], I64)
+            x = self.b.icmp_signed("!=", x, i64(0)) if d == dt.bool_ else x
+        self.env[n.result] = x
+
+    def op_shape(self, n: Node) -> None:
+        self.env[n.result] = self.array_shape(*n.arg)
+
+    def op_const(self, n: Node) -> None:
+        c = const_bits(n.arg, n.result.dtype)
+        if n.result.shape == ():
+            self.env[n.result] = c
+        else:
+            self.env[n.result] = Lazy(lambda b, idx, col, w: splat(b, c, w), n.result.shape, n.result.dtype, True)
+
+    def op_arange(self, n: Node) -> None:
+        start = n.arg[0]
+
+        def emit(b, idx, col, w):
+            base = b.trunc(b.add(col, i64(start)), I32)
+            return b.add(splat(b, base, w), iota(I32, w))
+        self.env[n.result] = Lazy(emit, n.result.shape, dt.int32, True)
+
+    # ---- memory -------------------------------------------------------------------------------
+    def _addressing(self, n: Node, starts):
+        """(base pointer, per-tile-dim (start, stride, extent), dropped-dim validity) of an access."""
+        acc = n.arg
+        base = self.array_ptr(acc.param)
+        elem = mem_type(self.kernel.params[acc.param].dtype)
+        b = self.b
+        dims, valid, off = [], None, i64(0)
+        for d, kept in enumerate(acc.kept):
+            size, stride, s = self.array_shape(acc.param, d), self.array_stride(acc.param, d), starts[d]
+            if kept:
+                dims.append((s, stride, size))
+            else:
+                ok = b.and_(b.icmp_signed(">=", s, i64(0)), b.icmp_signed("<", s, size))
+                valid = ok if valid is None else b.and_(valid, ok)
+                off = b.add(off, b.mul(b.select(ok, s, i64(0)), stride))
+        base = b.gep(base, [off], source_etype=elem)
+        return base, dims, valid, elem
+
+    def _lanes(self, b, base, dims, valid, elem, idx, col, w, contiguous):
+        """Pointer(s) and mask of `w` elements of the access at tile position (idx, col)."""
+        off, ok = i64(0), valid
+        for (s, stride, size), i in zip(dims[:-1], idx):
+            pos = b.add(s, i)
+            inb = b.and_(b.icmp_signed(">=", pos, i64(0)), b.icmp_signed("<", pos, size))
+            ok = inb if ok is None else b.and_(ok, inb)
+            off = b.add(off, b.mul(b.select(inb, pos, i64(0)), stride))
+        s, stride, size = dims[-1]
+        pos = b.add(s, col)
+        lanes = b.add(splat(b, pos, w), iota(I64, w))
+        mask = b.and_(b.icmp_signed(">=", lanes, splat(b, i64(0), w)), b.icmp_signed("<", lanes, splat(b, size, w)))
+        if ok is not None:
+            mask = b.and_(mask, splat(b, ok, w))
+        if contiguous:
+            return b.gep(base, [b.add(off, pos)], source_etype=elem), mask, True
+        safe = b.select(mask, lanes, splat(b, i64(0), w))
+        ptrs = b.gep(base, [b.add(splat(b, off, w), b.mul(safe, splat(b, stride, w)))], source_etype=elem)
+        return ptrs, mask, False
+
+    def _contiguous(self, n: Node) -> bool:
+        p = self.kernel.params[n.arg.param]
+        return n.arg.kept[-1] and p.unit_stride
+
+    def op_load(self, n: Node) -> None:
+        d = n.result.dtype
+        starts = [self.get(s) for s in n.srcs]
+        t = n.result.type
+        if t.shape == ():  # every dim indexed: one element
+            t_shape = (1,)
+        else:
+            t_shape = t.shape
+        base, dims, valid, elem = self._addressing(n, starts)
+        if not dims:
+            dims = [(i64(0), i64(1), i64(1))]
+        contiguous = self._contiguous(n) if t.shape else True
+        fill = const_bits(n.arg.fill, d)
+        align = nbytes(elem)
+
+        def emit(b, idx, col, w):
+            ptr, mask, contig = self._lanes(b, base, dims, valid, elem, idx, col, w, contiguous)
+            passthru = splat(b, to_mem(b, fill, d) if d == dt.bool_ else fill, w)
+            v = masked_load(b, ptr, mask, passthru, align) if contig else masked_gather(b, ptr, mask, passthru, align)
+            return from_mem(b, v, d)
+        if t.shape == ():
+            self.env[n.result] = self.b.extract_element(emit(self.b, [], i64(0), 1), ir.Constant(I32, 0))
+        else:
+            self.env[n.result] = Lazy(emit, t_shape, d)
+
+    def op_store(self, n: Node) -> None:
+        value = n.srcs[0]
+        d = self.kernel.params[n.arg.param].dtype
+        starts = [self.get(s) for s in n.srcs[1:]]
+        base, dims, valid, elem = self._addressing(n, starts)
+        src = self.tile(value) if value.shape else None
+        if not dims:
+            dims = [(i64(0), i64(1), i64(1))]
+        contiguous = self._contiguous(n) if value.shape else True
+        align = nbytes(elem)
+
+        def body(idx, col, w):
+            b = self.b
+            v = src.emit(b, idx, col, w) if src is not None else splat(b, self.get(value), 1)
+            ptr, mask, contig = self._lanes(b, base, dims, valid, elem, idx, col, w, contiguous)
+            v = to_mem(b, v, d)
+            if contig:
+                masked_store(b, v, ptr, mask, align)
+            else:
+                masked_scatter(b, v, ptr, mask, align)
+        self.each_vector(value.shape, body)
+
+    # ---- elementwise --------------------------------------------------------------------------
+    def elementwise(self, n: Node):
+        out = n.result
+        if out.shape == ():
+            return self.scalar_op(self.b, n, [self.get(s) for s in n.srcs])
+        srcs = [self.tile(s) for s in n.srcs]
+
+        def emit(b, idx, col, w):
+            return self.scalar_op(b, n, [s.emit(b, idx, col, w) for s in srcs])
+        return Lazy(emit, out.shape, out.dtype)
+
+    def scalar_op(self, b: ir.IRBuilder, n: Node, xs: list[ir.Value]) -> ir.Value:
+        """The op on register values (scalars or vectors of any width)."""
+        op, src_d, out_d = n.op, n.srcs[0].dtype, n.result.dtype
+        if op == Op.CAST:
+            return convert.cast(b, xs[0], src_d.name, out_d.name, saturate=bool(n.arg))
+        if op == Op.WHERE:
+            return b.select(xs[0], xs[1], xs[2])
+        cd = dt.compute_type(src_d)
+        if cd != src_d:
+            xs = [convert.cast(b, x, src_d.name, "float32") for x in xs]
+        r = _arith(b, op, xs, cd)
+        if op not in COMPARE and cd != out_d:
+            r = convert.cast(b, r, cd.name, out_d.name)
+        return r
+
+    # ---- shapes -------------------------------------------------------------------------------
+    def op_broadcast(self, n: Node) -> None:
+        src, shape = n.srcs[0], n.result.shape
+        if src.shape == ():
+            x = self.get(src)
+            self.env[n.result] = Lazy(lambda b, idx, col, w: splat(b, x, w), shape, n.result.dtype, True)
+            return
+        t = self.tile(src)
+        ones = [s == 1 and o != 1 for s, o in zip(src.shape, shape)]
+
+        def emit(b, idx, col, w):
+            sidx = [i64(0) if one else i for one, i in zip(ones, idx)]
+            if ones[-1]:
+                x = t.emit(b, sidx, i64(0), 1)
+                return splat(b, b.extract_element(x, ir.Constant(I32, 0)), w)
+            return t.emit(b, sidx, col, w)
+        self.env[n.result] = Lazy(emit, shape, n.result.dtype, isinstance(t, Buf) or t.cheap)
+
+    def op_reshape(self, n: Node) -> None:
+        src, shape = n.srcs[0], n.result.shape
+        t = self.tile(src)
+        src_big = [d for d, s in enumerate(src.shape) if s != 1]
+        out_big = [d for d, s in enumerate(shape) if s != 1]
+
+        def element(b, idx, col):  # one element at the target position (idx, col)
+            full = list(idx) + [col]
+            sfull = [i64(0)] * len(src.shape)
+            for sd, od in zip(src_big, out_big):
+                sfull[sd] = full[od]
+            return t.emit(b, sfull[:-1], sfull[-1], 1)
+
+        def emit(b, idx, col, w):
+            if w > 1 and src.shape[-1] == shape[-1] and (not src_big or src_big[-1] == len(src.shape) - 1):
+                sidx = [i64(0)] * (len(src.shape) - 1)
+                for sd, od in zip(src_big[:-1], out_big[:-1]):
+                    sidx[sd] = idx[od]
+                return t.emit(b, sidx, col, w)
+            return _gather_lanes(b, lambda c: element(b, idx, c), col, w)
+        self.env[n.result] = Lazy(emit, shape, n.result.dtype, isinstance(t, Buf) or getattr(t, "cheap", False))
+
+    def op_transpose(self, n: Node) -> None:
+        src = self.materialize(self.tile(n.srcs[0]), loc=n.loc)
+
+        def emit(b, idx, col, w):
+            return _gather_lanes(b, lambda c: src.emit(b, [c], idx[0], 1), col, w)
+        self.env[n.result] = Lazy(emit, n.result.shape, n.result.dtype, True)
+
+    # ---- reductions ---------------------------------------------------------------------------
+    def op_reduce(self, n: Node) -> None:
+        kind, axis, keep = n.arg
+        src, out = n.srcs[0], n.result
+        t = self.tile(src)
+        cd = dt.compute_type(out.dtype)
+        b = self.b
+        out_shape = out.shape if out.shape else (1,)
+        buf = self.alloca(out_shape, out.dtype, n.loc)
+        combine = _combiner(kind, cd)
+        ident = _identity(kind, cd)
+        shape = src.shape
+
+        def widen(v):
+            return convert.cast(b, v, src.dtype.name, cd.name) if src.dtype != cd else v
+
+        def narrow(v):
+            return convert.cast(b, v, cd.name, out.dtype.name) if out.dtype != cd else v
+
+        if axis == len(shape) - 1:
+            def row(idx):
+                full, rest = divmod(shape[-1], self.vlen)
+                total = None
+                if full:
+                    accp = self.alloca((self.vlen,), cd, n.loc)
+                    accp.put(b, [], i64(0), splat(b, ident, self.vlen))
+                    with for_range(b, 0, full * self.vlen, self.vlen, "r") as col:
+                        accp.put(b, [], i64(0), combine(b, accp.emit(b, [], i64(0), self.vlen),
+                                                        widen(t.emit(b, idx, col, self.vlen))))
+                    total = _hreduce(b, accp.emit(b, [], i64(0), self.vlen), combine)
+                if rest:
+                    part = _hreduce(b, widen(t.emit(b, idx, i64(full * self.vlen), rest)), combine)
+                    total = part if total is None else combine(b, total, part)
+                oidx = list(idx) + ([i64(0)] if keep else [])
+                if not oidx:
+                    oidx = [i64(0)]
+                buf.put(b, oidx[:-1], oidx[-1], splat(b, narrow(total), 1))
+            self._outer_loops(shape[:-1], row)
+        else:
+            red = shape[axis]
+            rest_shape = shape[:axis] + shape[axis + 1:]
+
+            def body(idx, col, w):
+                accp = self.alloca((w,), cd, n.loc)
+                accp.put(b, [], i64(0), splat(b, ident, w))
+                with for_range(b, 0, red, 1, "r") as k:
+                    sidx = list(idx[:axis]) + [k] + list(idx[axis:])
+                    accp.put(b, [], i64(0), combine(b, accp.emit(b, [], i64(0), w), widen(t.emit(b, sidx, col, w))))
+                oidx = list(idx[:axis]) + ([i64(0)] if keep else []) + list(idx[axis:])
+                buf.put(b, oidx, col, narrow(accp.emit(b, [], i64(0), w)))
+            self.each_vector(rest_shape, body)
+        if out.shape == ():
+            self.env[out] = b.extract_element(buf.emit(b, [], i64(0), 1), ir.Constant(I32, 0))
+        else:
+            self.env[out] = buf
+
+    def _outer_loops(self, shape, body, idx=()):
+        if not shape:
+            body(list(idx))
+            return
+        with for_range(self.b, 0, shape[0], 1, "o") as i:
+            self._outer_loops(shape[1:], body, idx + (i,))
+
+    def op_dot(self, n: Node) -> None:
+        a, bb = self.tile(n.srcs[0]), self.tile(n.srcs[1])
+        acc = None
+        if len(n.srcs) == 3:
+            acc_v = n.srcs[2]
+            acc = self.tile(acc_v)
+            if not (isinstance(acc, Buf) and self.uses[acc_v] == 1 and getattr(acc, "owned", True)):
+                acc = self.materialize(acc, into=self.alloca(n.result.shape, n.result.dtype, n.loc))
+        self.env[n.result] = lower_dot(self, n, a, bb, acc)
+
+    # ---- control flow -------------------------------------------------------------------------
+    def op_for(self, n: Node) -> None:
+        b = self.b
+        start, stop, step = (self.get(s) for s in n.srcs[:3])
+        step_val = step.constant if isinstance(step, ir.Constant) else 1
+        body = n.regions[0]
+        inits = n.srcs[3:]
+        carried = []
+        for v, arg in zip(inits, body.args[1:]):
+            if v.shape:
+                carried.append(self.materialize(self.tile(v), into=self.alloca(v.shape, v.dtype, n.loc)))
+            else:
+                carried.append(self.get(v))
+        pre = b.block
+        header = b.append_basic_block("for.head")
+        loop = b.append_basic_block("for.body")
+        end = b.append_basic_block("for.end")
+        b.branch(header)
+        b.position_at_end(header)
+        iv = b.phi(I64)
+        iv.add_incoming(start, pre)
+        phis = []
+        for c, arg in zip(carried, body.args[1:]):
+            if isinstance(c, Buf):
+                phis.append(None)
+            else:
+                p = b.phi(c.type)
+                p.add_incoming(c, pre)
+                phis.append(p)
+        b.cbranch(b.icmp_signed("<" if step_val > 0 else ">", iv, stop), loop, end)
+        b.position_at_end(loop)
+        self.env[body.args[0]] = iv
+        for arg, c, p in zip(body.args[1:], carried, phis):
+            self.env[arg] = c if p is None else p
+        self.lower_block(body, nested=True)
+        self._write_back([self.env[y] if not y.shape else self.tile(y) for y in body.yields], carried, n)
+        for p, y in zip(phis, body.yields):
+            if p is not None:
+                p.add_incoming(self.get(y), b.block)
+        iv.add_incoming(b.add(iv, step), b.block)
+        b.branch(header)
+        b.position_at_end(end)
+        for r, c, p in zip(n.results, carried, phis):
+            self.env[r] = c if p is None else p
+
+    def _write_back(self, values, targets, n: Node) -> None:
+        """Copy yielded tiles into their carried buffers, through temporaries where they may alias."""
+        staged = []
+        for v, t in zip(values, targets):
+            if not isinstance(t, Buf) or v is t:
+                staged.append(None)
+                continue
+            if isinstance(v, Buf) and all(v is not o for o in targets):
+                staged.append(v)
+            else:
+                staged.append(self.materialize(v, into=self.alloca(t.shape, t.dtype, n.loc)))
+        for s, t in zip(staged, targets):
+            if s is not None:
+                self.materialize(s, into=t)
+
+    def op_if(self, n: Node) -> None:
+        b = self.b
+        cond = self.get(n.srcs[0])
+        outs = [self.alloca(r.shape, r.dtype, n.loc) if r.shape else None for r in n.results]
+        incoming = []
+        merge = b.append_basic_block("if.end")
+        then_bb = b.append_basic_block("if.then")
+        else_bb = b.append_basic_block("if.else")
+        b.cbranch(cond, then_bb, else_bb)
+        for region, bb in zip(n.regions, (then_bb, else_bb)):
+            b.position_at_end(bb)
+            self.lower_block(region, nested=True)
+            scalars = []
+            for y, o in zip(region.yields, outs):
+                if o is not None:
+                    self.materialize(self.tile(y), into=o)
+                else:
+                    scalars.append(self.get(y))
+            incoming.append((scalars, b.block))
+            b.branch(merge)
+        b.position_at_end(merge)
+        k = 0
+        for r, o in zip(n.results, outs):
+            if o is not None:
+                self.env[r] = o
+            else:
+                p = b.phi(reg_type(r.dtype))
+                for scalars, bb in incoming:
+                    p.add_incoming(scalars[k], bb)
+                k += 1
+                self.env[r] = p
+
+    def op_grid(self, n: Node) -> None:
+        b = self.b
+        extents = [self.get(e) for e in n.srcs]
+        region = n.regions[0]
+        free = free_values(region)
+        # tiles cross into the body as buffers
+        caps = []
+        for v in free:
+            x = self.env[v]
+            caps.append(self.materialize(x, loc=n.loc) if isinstance(x, Lazy) else x)
+        total = i64(1)
+        for e in extents:
+            total = b.mul(total, b.select(b.icmp_signed(">", e, i64(0)), e, i64(0)))
+        fields = [PTR, PTR, PTR, PTR] + [I64] * len(extents) + [PTR if isinstance(c, Buf) else c.type for c in caps]
+        ctx_t = ir.LiteralStructType(fields)
+        with b.goto_block(self.entry):
+            ctx = alloca(b, ctx_t)
+        for i, x in enumerate([*self.argv, *extents, *[c.ptr if isinstance(c, Buf) else c for c in caps]]):
+            b.store(x, b.gep(ctx, [ir.Constant(I32, 0), ir.Constant(I32, i)], source_etype=ctx_t))
+        body_fn = self._outline(region, ctx_t, len(extents), free, caps)
+        pfor = _FnPtr(self.argv[3], ir.FunctionType(I32, [PTR, PTR, I64, I64]))
+        b.call(pfor, [body_fn, ctx, total, i64(0)])
+
+    def _outline(self, region: Block, ctx_t, n_ext: int, free, caps) -> ir.Function:
+        self.grids += 1
+        fnty = ir.FunctionType(ir.VoidType(), [PTR, I64, I64])
+        fn = ir.Function(self.module, fnty, name=f"{self.fn.name}.grid{self.grids}")
+        fn.linkage = "internal"
+        sub = FunctionLowering(self.module, self.kernel, self.layout, fn, self.vlen, self.uses, self.options)
+        sub.grids = self.grids * 100
+        b = sub.b
+        ctx, begin, end = fn.args
+        with b.goto_block(sub.entry):
+            vals = [b.load(b.gep(ctx, [ir.Constant(I32, 0), ir.Constant(I32, i)], source_etype=ctx_t),
+                           typ=ctx_t.elements[i]) for i in range(len(ctx_t.elements))]
+        sub.argv = tuple(vals[:4])
+        extents = vals[4:4 + n_ext]
+        for v, c, x in zip(free, caps, vals[4 + n_ext:]):
+            sub.env[v] = Buf(x, c.shape, c.dtype) if isinstance(c, Buf) else x
+        with for_range(b, begin, end, 1, "pid") as lin:
+            rem = lin
+            pids = [None] * n_ext
+            for d in range(n_ext - 1, -1, -1):
+                if d == 0:
+                    pids[d] = rem
+                else:
+                    pids[d] = b.srem(rem, extents[d])
+                    rem = b.sdiv(rem, extents[d])
+            for a, p in zip(region.args, pids):
+                sub.env[a] = p
+            sub.lower_block(region, nested=True)
+        b.ret_void()
+        return fn
+
+
+class _FnPtr:
+    """Lets IRBuilder.call go through a function pointer value (opaque pointers carry no type)."""
+
+    def __init__(self, ptr: ir.Value, fnty: ir.FunctionType):
+        self.ptr, self.function_type = ptr, fnty
+        self.type = PTR
+
+    def get_reference(self):
+        return self.ptr.get_reference()
+
+    @property
+    def args(self):
+        return ()
+
+
+def _gather_lanes(b, element, col, w: int):
+    """A `<w x T>` vector built from single-element reads `element(col + lane)` (each `<1 x T>`)."""
+    out = None
+    for lane in range(w):
+        x = b.extract_element(element(b.add(col, i64(lane))), ir.Constant(I32, 0))
+        if out is None:
+            out = ir.Constant(vec(x.type, w), ir.Undefined)
+        out = b.insert_element(out, x, ir.Constant(I32, lane))
+    return out
+
+
+def _arith(b: ir.IRBuilder, op: Op, xs, d: DType) -> ir.Value:
+    x = xs[0]
+    y = xs[1] if len(xs) > 1 else None
+    if d.is_float:
+        if op == Op.ADD: return b.fadd(x, y)
+        if op == Op.SUB: return b.fsub(x, y)
+        if op == Op.MUL: return b.fmul(x, y)
+        if op == Op.DIV: return b.fdiv(x, y)
+        if op == Op.MAXIMUM: return b.select(b.fcmp_unordered("uno", x, x), x, b.select(b.fcmp_ordered(">", x, y), x, y))
+        if op == Op.MINIMUM: return b.select(b.fcmp_unordered("uno", x, x), x, b.select(b.fcmp_ordered("<", x, y), x, y))
+        if op == Op.FLOORDIV:
+            return _floor(b, b.fdiv(x, y))
+        if op == Op.MOD:  # x - floor(x / y) * y, NumPy's float remainder up to rounding of the quotient
+            return b.fsub(x, b.fmul(_floor(b, b.fdiv(x, y)), y))
+        if op in COMPARE:
+            return b.fcmp_ordered({Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "=="}[op], x, y) \
+                if op != Op.NE else b.fcmp_unordered("!=", x, y)
+        if op == Op.NEG: return b.fneg(x)
+        if op == Op.ABS: return b.select(b.fcmp_ordered("<", x, ir.Constant(x.type, None)), b.fneg(x), b.fadd(x, ir.Constant(x.type, None)))
+        return {Op.EXP: mathlib.exp, Op.EXP2: mathlib.exp2, Op.LOG: mathlib.log, Op.SQRT: mathlib.sqrt,
+                Op.RSQRT: mathlib.rsqrt}[op](b, x)
+    zero = ir.Constant(x.type, None)
+    if op == Op.ADD: return b.add(x, y)
+    if op == Op.SUB: return b.sub(x, y)
+    if op == Op.MUL: return b.mul(x, y)
+    if op == Op.AND: return b.and_(x, y)
+    if op == Op.OR: return b.or_(x, y)
+    if op == Op.NOT: return b.not_(x)
+    if op == Op.NEG: return b.neg(x)
+    if op == Op.ABS: return b.select(b.icmp_signed("<", x, zero), b.neg(x), x)
+    if op == Op.MAXIMUM: return b.select(b.icmp_signed(">", x, y), x, y)
+    if op == Op.MINIMUM: return b.select(b.icmp_signed("<", x, y), x, y)
+    if op in COMPARE:
+        return b.icmp_signed({Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "==", Op.NE: "!="}[op], x, y)
+    if op in (Op.FLOORDIV, Op.MOD):
+        # Python semantics (floor), and x // 0 == x % 0 == 0 and MIN // -1 wraps, never a trap
+        one = ir.Constant(x.type, [1] * x.type.count) if isinstance(x.type, ir.VectorType) else ir.Constant(x.type, 1)
+        bad = b.or_(b.icmp_signed("==", y, zero), b.icmp_signed("==", y, b.neg(one)))
+        ys = b.select(bad, one, y)
+        q, r = b.sdiv(x, ys), b.srem(x, ys)
+        adj = b.and_(b.icmp_signed("!=", r, zero), b.icmp_signed("!=", b.icmp_signed("<", r, zero),
+                                                                  b.icmp_signed("<", ys, zero)))
+        if op == Op.FLOORDIV:
+            q = b.select(adj, b.sub(q, one), q)
+            return b.select(b.icmp_signed("==", y, zero), zero, b.select(bad, b.neg(x), q))
+        r = b.select(adj, b.add(r, ys), r)
+        return b.select(bad, zero, r)
+    raise CompileError(f"{op.name.lower()} is not defined for {d.name}")
+
+
+def _floor(b, x):
+    from codegen.llvm_util import intrinsic, _suffix
+    return intrinsic(b, f"llvm.floor.{_suffix(x.type)}", x.type, [x])
+
+
+def _combiner(kind: str, d: DType):
+    op = {"sum": Op.ADD, "max": Op.MAXIMUM, "min": Op.MINIMUM}[kind]
+    return lambda b, x, y: _arith(b, op, [x, y], d)
+
+
+def _identity(kind: str, d: DType) -> ir.Constant:
+    if kind == "sum":
+        return const_bits(0, d)
+    if d.is_float:
+        return const_bits(float("-inf") if kind == "max" else float("inf"), d)
+    lo, hi = -(1 << (d.bits - 1)), (1 << (d.bits - 1)) - 1
+    return const_bits(lo if kind == "max" else hi, d)
+
+
+def _hreduce(b, v, combine):
+    """Tree reduction of a vector to a scalar."""
+    w = v.type.count
+    while w > 1:
+        half = (w + 1) // 2
+        lo = b.shuffle_vector(v, v, ir.Constant(vec(I32, half), list(range(half))))
+        hi_idx = [i + half if i + half < w else i for i in range(half)]
+        hi = b.shuffle_vector(v, v, ir.Constant(vec(I32, half), hi_idx))
+        if w % 2:  # the odd lane pairs with itself in `hi`; fold it with lane 0 once
+            merged = combine(b, lo, hi)
+            last = half - 1
+            keep = b.extract_element(lo, ir.Constant(I32, last))
+            merged = b.insert_element(merged, keep, ir.Constant(I32, last))
+            v = merged
+        else:
+            v = combine(b, lo, hi)
+        w = half
+    return b.extract_element(v, ir.Constant(I32, 0))
+
+
+def lower_kernel(kernel: Kernel, vlen: int, options: dict | None = None) -> tuple[ir.Module, str]:
+    """Build the LLVM module of a kernel; returns it and its entry function's name."""
+    module = ir.Module(name=kernel.name)
+    name = f"tl_{kernel.name}"
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR, PTR]), name=name)
+    uses = Counter()
+    for n in walk(kernel.body):
+        uses.update(n.srcs)
+        for r in n.regions:
+            uses.update(r.yields)
+            for m in walk(r):  # a value used inside a nested region counts as used many times
+                uses.update({s: 1 for s in m.srcs})
+    f = FunctionLowering(module, kernel, Layout.of(kernel), fn, vlen, uses, options or {})
+    f.argv = tuple(fn.args)
+    f.lower_block(kernel.body)
+    f.b.ret_void()
+    return module, name

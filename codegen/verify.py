@@ -1,0 +1,68 @@
+"""The IR verifier: every value defined before use, and every node's shapes and dtypes consistent."""
+from __future__ import annotations
+
+from codegen import dtypes as dt
+from codegen.ir import BINARY, COMPARE, UNARY, Block, Kernel, Node, Op
+
+
+def _check(n: Node) -> str | None:
+    s = [v.type for v in n.srcs]
+    r = [v.type for v in n.results]
+    op = n.op
+    if op in BINARY or op in COMPARE:
+        if len(s) != 2 or s[0] != s[1]:
+            return f"operands differ: {s}"
+        if r[0].shape != s[0].shape or (op in COMPARE) != (r[0].dtype == dt.bool_ and op in COMPARE):
+            return f"result {r[0]} does not match operands {s[0]}"
+    elif op in UNARY or op == Op.CAST:
+        if r[0].shape != s[0].shape:
+            return f"shape changes {s[0]} -> {r[0]}"
+    elif op == Op.WHERE:
+        if s[0].dtype != dt.bool_ or not s[0].shape == s[1].shape == s[2].shape == r[0].shape:
+            return f"where operands {s} -> {r[0]}"
+    elif op == Op.LOAD:
+        if r[0].shape != n.arg.extents or len(s) != len(n.arg.kept):
+            return f"load of {n.arg} gives {r[0]}"
+    elif op == Op.STORE:
+        if s[0].shape != n.arg.extents or len(s) - 1 != len(n.arg.kept):
+            return f"store of {s[0]} into {n.arg}"
+    elif op == Op.BROADCAST:
+        if s[0].shape and (len(s[0].shape) != len(r[0].shape) or
+                           any(a not in (1, b) for a, b in zip(s[0].shape, r[0].shape))):
+            return f"cannot broadcast {s[0]} to {r[0]}"
+    elif op == Op.DOT:
+        a, b = s[0].shape, s[1].shape
+        if len(a) != 2 or len(b) != 2 or a[1] != b[0] or r[0].shape != (a[0], b[1]) or (len(s) == 3 and s[2] != r[0]):
+            return f"dot {s} -> {r[0]}"
+    elif op == Op.FOR:
+        body = n.regions[0]
+        if [v.type for v in body.yields] != r or [v.type for v in body.args[1:]] != r:
+            return f"loop carries {r} but its body yields {[v.type for v in body.yields]}"
+    elif op == Op.IF:
+        for blk in n.regions:
+            if [v.type for v in blk.yields] != r:
+                return f"branch yields {[v.type for v in blk.yields]}, expected {r}"
+    return None
+
+
+def verify(kernel: Kernel) -> list[str]:
+    errors: list[str] = []
+
+    def block(b: Block, defined: set) -> None:
+        defined = defined | set(b.args)
+        for n in b.nodes:
+            for v in n.srcs:
+                if v not in defined:
+                    errors.append(f"{n.op.name} at {n.loc}: uses {v!r} before its definition")
+            msg = _check(n)
+            if msg:
+                errors.append(f"{n.op.name} at {n.loc}: {msg}")
+            for r in n.regions:
+                block(r, defined)
+            defined |= set(n.results)
+        for v in b.yields:
+            if v not in defined:
+                errors.append(f"yield of undefined {v!r}")
+
+    block(kernel.body, set())
+    return errors

@@ -1,0 +1,70 @@
+"""A traced specialization -> loaded native code, through the in-memory and on-disk caches."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from codegen import engine
+from codegen.cache import CacheDirError, DiskCache
+from codegen.ir import CompileError, Kernel, Op, format_kernel, walk
+from codegen.lower import lower_kernel
+from codegen.target import Target, host_target
+from tilelang import config
+from tilelang.errors import KernelError
+
+COMPILER_VERSION = "0.1.0"
+
+
+@dataclass
+class Compiled:
+    address: int
+    loaded: engine.Loaded
+    written: frozenset[int]      # array params the kernel stores to
+    key: str
+    llvm_ir: str = ""            # filled when compiled in this process (or by inspect())
+    asm: str = ""
+
+
+def current_target() -> Target:
+    return host_target(portable=config.knobs.isa == "portable")
+
+
+def cache_key(kernel: Kernel, target: Target) -> str:
+    h = hashlib.sha256()
+    for part in (COMPILER_VERSION, format_kernel(kernel, canonical=True), repr(target.key()),
+                 repr(config.knobs.codegen_options())):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _disk() -> DiskCache | None:
+    if not config.knobs.disk_cache:
+        return None
+    try:
+        return DiskCache(config.knobs.cache_dir)
+    except CacheDirError as e:
+        raise KernelError(str(e)) from None
+
+
+def compile_kernel(kernel: Kernel, source=None, *, want_asm: bool = False) -> Compiled:
+    target = current_target()
+    key = cache_key(kernel, target)
+    entry = f"tl_{kernel.name}"
+    written = frozenset(n.arg.param for n in walk(kernel.body) if n.op == Op.STORE)
+    disk = _disk()
+    obj = disk.get(key) if disk is not None and not want_asm else None
+    llvm_ir = asm = ""
+    if obj is None:
+        try:
+            module, entry = lower_kernel(kernel, target.vlen, {"dot": config.knobs.dot})
+        except CompileError as e:
+            raise KernelError(e.msg, e.loc) from None
+        obj, mod = engine.compile_object(module, target)
+        llvm_ir = str(mod)
+        if want_asm:
+            asm = engine.assembly(mod, target)
+        if disk is not None:
+            disk.put(key, obj)
+    loaded = engine.load_object(obj, entry, target)
+    return Compiled(loaded.address, loaded, written, key, llvm_ir, asm)

@@ -1,0 +1,114 @@
+"""The `tl.*` primitives a kernel calls. Each checks its operands and builds tile IR (see semantic.py).
+
+They only work while a `@tl.jit` kernel is being compiled; `tl.cdiv` also works on plain ints.
+"""
+from __future__ import annotations
+
+from codegen import dtypes as dt
+from codegen.dtypes import DType
+from codegen.ir import CompileError, Op, Type
+from tilelang import semantic as sem
+from tilelang.semantic import Tensor, Tile
+
+
+class constexpr:
+    """Annotation of a compile-time parameter: `BM: tl.constexpr = 64`. Its value is part of the
+    specialization; the autotuner searches these."""
+
+
+def cdiv(a, b):
+    """Ceiling division `(a + b - 1) // b` of ints or runtime int scalars."""
+    return (a + b - 1) // b
+
+
+class grid:
+    """`for i, j in tl.grid(n0, n1):` independent tile programs, spread over the runtime's threads."""
+
+    def __init__(self, *extents):
+        self.extents = extents
+
+    def __iter__(self):
+        raise CompileError("tl.grid can only be iterated by a `for` loop inside a @tl.jit kernel")
+
+
+class range:  # noqa: A001 - mirrors Python's range inside kernels
+    """`for k in tl.range(stop)` / `tl.range(start, stop, step)`: a sequential loop whose
+    iterations run in order; names reassigned in the body are loop-carried (`acc += ...`)."""
+
+    def __init__(self, start, stop=None, step=1):
+        if stop is None:
+            start, stop = 0, start
+        self.start, self.stop, self.step = start, stop, step
+
+    def __iter__(self):
+        raise CompileError("tl.range can only be iterated by a `for` loop inside a @tl.jit kernel")
+
+
+def load(view, fill: float = 0.0):
+    """`tl.load(x[i*BM:(i+1)*BM, 0:N], fill=-inf)`: a tile load whose masked-out part reads `fill`.
+    (Plain `x[...]` fills with 0.) The frontend handles the subscript; reaching here means the
+    argument was not a subscript of an array."""
+    raise CompileError("tl.load expects a slice of an array parameter, e.g. tl.load(x[a:b, c:d], fill=0.0)")
+
+
+def zeros(shape, dtype: DType = dt.float32) -> Tile:
+    """A tile of zeros with a static shape."""
+    return full(shape, 0, dtype)
+
+
+def full(shape, value, dtype: DType = dt.float32) -> Tile:
+    """A tile filled with `value` (a number or a runtime scalar)."""
+    shape = _static_shape(shape)
+    if isinstance(value, Tile):
+        return sem.broadcast_to(sem.cast(value, dtype), shape)
+    return Tile(sem.const_value(value, dtype, shape))
+
+
+def arange(start, stop=None) -> Tile:
+    """int32 tile [start, start+1, ..., stop-1] with compile-time bounds."""
+    if stop is None:
+        start, stop = 0, start
+    if not all(isinstance(v, int) for v in (start, stop)) or stop <= start:
+        raise CompileError(f"tl.arange needs compile-time ints with start < stop, got {start!r}, {stop!r}")
+    return Tile(sem.builder().value(Op.ARANGE, Type(dt.int32, (stop - start,)), arg=(start, stop)))
+
+
+def where(cond, a, b) -> Tile:
+    """Elementwise `a if cond else b`, broadcasting all three."""
+    return sem.where(cond, a, b)
+
+
+def dot(a, b, acc=None) -> Tile:
+    """Matrix product of 2-D tiles with float32 accumulation (int32 for int8); `acc` is added."""
+    return sem.dot(a, b, acc)
+
+
+def exp(x): return sem.unary(Op.EXP, x)
+def exp2(x): return sem.unary(Op.EXP2, x)
+def log(x): return sem.unary(Op.LOG, x)
+def sqrt(x): return sem.unary(Op.SQRT, x)
+def rsqrt(x): return sem.unary(Op.RSQRT, x)
+def abs(x): return sem.unary(Op.ABS, x)  # noqa: A001
+def maximum(a, b): return sem.binary(Op.MAXIMUM, a, b)
+def minimum(a, b): return sem.binary(Op.MINIMUM, a, b)
+def sum(x, axis=None, keepdims=False): return sem.reduce("sum", x, axis, keepdims)  # noqa: A001
+def max(x, axis=None, keepdims=False): return sem.reduce("max", x, axis, keepdims)  # noqa: A001
+def min(x, axis=None, keepdims=False): return sem.reduce("min", x, axis, keepdims)  # noqa: A001
+amax = max
+
+
+def cast(x, dtype: DType, saturate: bool = False) -> Tile:
+    """`x.to(dtype)`; FP8 targets round to nearest even, `saturate` clamps overflow to the max."""
+    return sem.cast(x, dtype, saturate)
+
+
+def _static_shape(shape) -> tuple[int, ...]:
+    shape = shape if isinstance(shape, (tuple, list)) else (shape,)
+    if not all(isinstance(s, int) and s > 0 for s in shape):
+        raise CompileError(f"tile shapes must be positive compile-time ints, got {tuple(shape)!r}")
+    return tuple(shape)
+
+
+__all__ = ["Tensor", "Tile", "arange", "cdiv", "constexpr", "dot", "exp", "exp2", "full", "grid", "load",
+           "log", "max", "maximum", "min", "minimum", "range", "rsqrt", "sqrt", "sum", "where", "zeros", "abs",
+           "amax", "cast"]
