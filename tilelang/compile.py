@@ -29,10 +29,17 @@ def current_target() -> Target:
     return host_target(portable=config.knobs.isa == "portable")
 
 
+def codegen_options(target: Target) -> dict:
+    """What the lowering may use: the dot path knob and the matrix units the OS lets us use."""
+    import csrc
+    return {"dot": config.knobs.dot, "amx": target.amx and csrc.request_amx(), "avx512bf16": target.avx512bf16,
+            "vector_bytes": target.vector_bytes}
+
+
 def cache_key(kernel: Kernel, target: Target) -> str:
     h = hashlib.sha256()
     for part in (COMPILER_VERSION, format_kernel(kernel, canonical=True), repr(target.key()),
-                 repr(config.knobs.codegen_options())):
+                 repr(sorted(codegen_options(target).items()))):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
@@ -57,7 +64,7 @@ def compile_kernel(kernel: Kernel, source=None, *, want_asm: bool = False) -> Co
     llvm_ir = asm = ""
     if obj is None:
         try:
-            module, entry = lower_kernel(kernel, target.vlen, {"dot": config.knobs.dot})
+            module, entry = lower_kernel(kernel, target.vlen, codegen_options(target))
         except CompileError as e:
             raise KernelError(e.msg, e.loc) from None
         obj, mod = engine.compile_object(module, target)

@@ -50,10 +50,6 @@ class Knobs:
             if choices and getattr(self, f.name) not in choices:
                 raise ValueError(f"{f.metadata['env']}={getattr(self, f.name)!r}: expected one of {choices}")
 
-    def codegen_options(self) -> tuple:
-        """The knobs that change generated code (part of the compile cache key)."""
-        return (("isa", self.isa), ("dot", self.dot))
-
 
 knobs = Knobs.from_env()
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from codegen import dtypes as dt
 from codegen import interpret as interp
-from codegen.ir import Kernel, Param
+from codegen.ir import Kernel, Op, Param, walk
 from tilelang import config
 from tilelang.errors import KernelError
 from tilelang.frontend import Source, inline_call, trace
@@ -53,28 +53,50 @@ class Specialization:
 
     def __init__(self, kernel: Kernel, compiled):
         self.kernel, self.compiled = kernel, compiled
-        self.array_params = [i for i, p in enumerate(kernel.params) if p.kind == "array"]
-        self.written = compiled.written if compiled is not None else frozenset()
+        self.written = compiled.written if compiled is not None else frozenset(
+            n.arg.param for n in walk(kernel.body) if n.op == Op.STORE)
         self.fn = _ffi.cast(_ENTRY, compiled.address) if compiled is not None else None
+        if compiled is not None and not _PFOR:
+            _PFOR.append(_pfor())
+        self.kinds = tuple("a" if p.kind == "array" else "f" if p.dtype.is_float else "i" for p in kernel.params)
 
-    def launch(self, values: list, pfor: int) -> None:
+    def check(self, values: list) -> None:
+        for i in self.written:
+            v = values[i]
+            if not v.flags.writeable:
+                raise KernelError(f"`{self.kernel.params[i].name}` is written by the kernel but is read-only")
+            if v.size > 1 and 0 in v.strides:
+                raise KernelError(f"`{self.kernel.params[i].name}` is written by the kernel but is a broadcast "
+                                  "(zero-stride) view: its elements alias")
+        for p, v in zip(self.kernel.params, values):
+            if p.kind == "array" and any(s % v.itemsize for s in v.strides):
+                raise KernelError(f"argument `{p.name}` has strides {v.strides} that are not multiples of its "
+                                  f"itemsize {v.itemsize}")
+
+    def launch(self, values: list) -> None:
+        self.check(values)
         ptrs, ints, floats = [], [], []
-        for i, (p, v) in enumerate(zip(self.kernel.params, values)):
-            if p.kind == "array":
-                if i in self.written and (not v.flags.writeable or 0 in v.strides and v.size > 1):
-                    raise KernelError(f"`{p.name}` is written by the kernel but is "
-                                      f"{'read-only' if not v.flags.writeable else 'a broadcast (zero-stride) view'}")
+        for kind, v in zip(self.kinds, values):
+            if kind == "a":
                 ptrs.append(_ffi.from_buffer(v) if v.flags.c_contiguous and v.size else
                             _ffi.cast("void *", v.__array_interface__["data"][0]))
                 ints.extend(v.shape)
                 s = v.itemsize
-                ints.extend(st // s for st in v.strides)
-            elif p.dtype.is_float:
+                ints.extend([st // s for st in v.strides])
+            elif kind == "f":
                 floats.append(float(v))
             else:
                 ints.append(int(v))
-        self.fn(_ffi.new("void *[]", ptrs or [_ffi.NULL]), _ffi.new("int64_t[]", ints or [0]),
-                _ffi.new("double[]", floats or [0.0]), _ffi.cast("void *", pfor))
+        self.fn(_ffi.new("void *[]", ptrs or 1), _ffi.new("int64_t[]", ints or 1),
+                _ffi.new("double[]", floats or 1), _PFOR[0])
+
+
+def _pfor():
+    from csrc import parallel_for_address
+    return _ffi.cast("void *", parallel_for_address())
+
+
+_PFOR: list = []
 
 
 class JITFunction:
@@ -89,6 +111,9 @@ class JITFunction:
         self.signature = sig
         self.names = list(sig.parameters)
         self.constexprs = {n for n, p in sig.parameters.items() if _is_constexpr(p.annotation)}
+        self.defaults = {n: p.default for n, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+        if any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in sig.parameters.values()):
+            raise KernelError(f"kernel {fn.__name__}: *args/**kwargs and positional-only parameters are not supported")
         self._source: Source | None = None
         self._cache: dict = {}
         self._lock = threading.Lock()
@@ -106,64 +131,86 @@ class JITFunction:
         return f"<tl.jit kernel {self.fn.__qualname__}>"
 
     # ---- binding ----------------------------------------------------------------------------
+    def _arguments(self, args, kwargs) -> dict:
+        if len(args) > len(self.names):
+            raise KernelError(f"{self.__name__}() takes {len(self.names)} arguments but {len(args)} were given")
+        bound = dict(zip(self.names, args))
+        for k, v in kwargs.items():
+            if k not in self.defaults and k not in self.names:
+                raise KernelError(f"{self.__name__}() got an unexpected keyword argument {k!r}")
+            if k in bound:
+                raise KernelError(f"{self.__name__}() got multiple values for argument {k!r}")
+            bound[k] = v
+        if len(bound) < len(self.names):
+            for k in self.names:
+                if k not in bound:
+                    if k not in self.defaults:
+                        raise KernelError(f"{self.__name__}() is missing a required argument: {k!r}")
+                    bound[k] = self.defaults[k]
+        return bound
+
     def bind(self, args, kwargs):
-        """-> (cache key, runtime params, runtime values, constexpr values)."""
-        try:
-            bound = self.signature.bind(*args, **kwargs)
-        except TypeError as e:
-            raise KernelError(f"{self.__name__}(): {e}") from None
-        bound.apply_defaults()
-        params, values, consts, key = [], [], {}, []
-        for name, v in bound.arguments.items():
+        """-> (specialization key, runtime values, constexpr values). The key holds, per runtime
+        argument, its kind and dtype, an array's rank and whether its last dim has unit stride."""
+        key, values, consts = [self._interpreting()], [], {}
+        for name, v in self._arguments(args, kwargs).items():
             if name in self.constexprs:
-                if isinstance(v, (np.ndarray,)) or hasattr(v, "__dlpack__"):
+                if isinstance(v, np.ndarray) or hasattr(v, "__dlpack__"):
                     raise KernelError(f"constexpr `{name}` must be a compile-time value, got an array")
                 consts[name] = v
-                key.append((name, type(v).__name__, v))
+                key.append((name, type(v), v))
                 continue
-            if isinstance(v, (bool, np.bool_)):
-                p = Param(name, "scalar", dt.bool_)
-            elif isinstance(v, (int, np.integer)):
-                p = Param(name, "scalar", dt.int64)
-            elif isinstance(v, (float, np.floating)):
-                p = Param(name, "scalar", dt.float32)
-            else:
-                v = as_array(v, name)
-                d = dt.from_numpy(v.dtype)
-                if d is None or d == dt.int64:
-                    raise KernelError(f"argument `{name}` has dtype {v.dtype}, which kernels do not support; "
-                                      "use float32, float16, bfloat16, float8_e4m3fn, float8_e5m2, int8, int32 or bool")
-                if v.ndim == 0:
-                    raise KernelError(f"argument `{name}` is a 0-d array; pass a Python number for scalars")
-                if any(s % v.itemsize for s in v.strides):
-                    raise KernelError(f"argument `{name}` has strides {v.strides} that are not multiples of its "
-                                      f"itemsize {v.itemsize}")
-                p = Param(name, "array", d, v.ndim, v.strides[-1] == v.itemsize or v.shape[-1] <= 1)
-            params.append(p)
+            if not isinstance(v, np.ndarray):
+                if isinstance(v, (bool, np.bool_)):
+                    key.append((name, dt.bool_))
+                elif isinstance(v, (int, np.integer)):
+                    key.append((name, dt.int64))
+                elif isinstance(v, (float, np.floating)):
+                    key.append((name, dt.float32))
+                else:
+                    v = as_array(v, name)
+            if isinstance(v, np.ndarray):
+                key.append((name, v.dtype, v.ndim, v.ndim and (v.strides[-1] == v.itemsize or v.shape[-1] <= 1)))
             values.append(v)
-            key.append(p)
-        return tuple(key), tuple(params), values, consts
+        return tuple(key), values, consts
+
+    def params(self, key) -> tuple[Param, ...]:
+        """The runtime parameters a specialization key describes (arrays checked here, once)."""
+        out = []
+        for entry in key[1:]:
+            name, kind = entry[0], entry[1]
+            if isinstance(kind, dt.DType):
+                out.append(Param(name, "scalar", kind))
+            elif isinstance(kind, np.dtype):
+                d = dt.from_numpy(kind)
+                if d is None or d == dt.int64:
+                    raise KernelError(f"argument `{name}` has dtype {kind}, which kernels do not support; use "
+                                      "float32, float16, bfloat16, float8_e4m3fn, float8_e5m2, int8, int32 or bool")
+                if entry[2] == 0:
+                    raise KernelError(f"argument `{name}` is a 0-d array; pass a Python number for scalars")
+                out.append(Param(name, "array", d, entry[2], bool(entry[3])))
+        return tuple(out)
 
     # ---- calling ----------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        key, params, values, consts = self.bind(args, kwargs)
+        key, values, consts = self.bind(args, kwargs)
         spec = self._cache.get(key)
         if spec is None:
-            spec = self._specialize(key, params, consts)
+            spec = self._specialize(key, consts)
         if spec.fn is None:
+            spec.check(values)
             interp.run(spec.kernel, [_host(v) for v in values])
         else:
-            from csrc import parallel_for_address
-            spec.launch(values, parallel_for_address())
+            spec.launch(values)
 
     def _interpreting(self) -> bool:
         return self.interpret if self.interpret is not None else config.knobs.interpret
 
-    def _specialize(self, key, params, consts) -> Specialization:
+    def _specialize(self, key, consts) -> Specialization:
         with self._lock:
             spec = self._cache.get(key)
             if spec is None:
-                kernel = self.trace(params, consts)
+                kernel = self.trace(self.params(key), consts)
                 compiled = None if self._interpreting() else self._compile(kernel, consts)
                 spec = self._cache[key] = Specialization(kernel, compiled)
         return spec
@@ -180,8 +227,8 @@ class JITFunction:
     def inspect(self, *args, **kwargs) -> dict:
         """Tile IR, LLVM IR and assembly of the specialization these arguments select."""
         from codegen.ir import format_kernel
-        key, params, values, consts = self.bind(args, kwargs)
-        kernel = self.trace(params, consts)
+        key, values, consts = self.bind(args, kwargs)
+        kernel = self.trace(self.params(key), consts)
         from tilelang.compile import compile_kernel
         compiled = compile_kernel(kernel, want_asm=True)
         return {"tile_ir": format_kernel(kernel), "llvm_ir": compiled.llvm_ir, "asm": compiled.asm}
