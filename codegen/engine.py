@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-
 import llvmlite.binding as llvm
 from llvmlite import ir
 
@@ -38,19 +36,26 @@ def assembly(mod: llvm.ModuleRef, target: Target) -> str:
         return target_machine(target).emit_assembly(mod)
 
 
-@dataclass
-class Loaded:
-    """Machine code in this process; keep it alive as long as its address is used."""
-    engine: llvm.ExecutionEngine
-    address: int
+_ENGINES: dict[Target, llvm.ExecutionEngine] = {}
+_LOADED: dict[str, int] = {}
 
 
-def load_object(obj: bytes, entry: str, target: Target) -> Loaded:
+def load_object(obj: bytes, entry: str, target: Target) -> int:
+    """Load object code into the process's JIT engine (one per target, alive for the process) and
+    return the address of `entry`. Entry names are unique per specialization, so loading the same
+    entry again returns the code already loaded."""
     with _LOCK:
-        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target_machine(target))
+        if entry in _LOADED:
+            return _LOADED[entry]
+        engine = _ENGINES.get(target)
+        if engine is None:  # the engine owns its target machine: give it one of its own
+            tm = llvm.Target.from_triple(target.triple).create_target_machine(
+                cpu=target.cpu, features=target.features, opt=3, codemodel="jitdefault")
+            engine = _ENGINES[target] = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
         engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         engine.finalize_object()
         address = engine.get_function_address(entry)
-    if not address:
-        raise RuntimeError(f"object code does not define {entry}")
-    return Loaded(engine, address)
+        if not address:
+            raise RuntimeError(f"object code does not define {entry}")
+        _LOADED[entry] = address
+        return address

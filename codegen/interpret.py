@@ -93,9 +93,10 @@ class _Frame:
         elif op == Op.SHAPE:
             r = np.int64(self.args[n.arg[0]].shape[n.arg[1]])
         elif op == Op.CONST:
-            with np.errstate(over="ignore"):
-                r = np.full(out.shape, n.arg, dtype=np.float64 if out.dtype.is_float else None)
-            r = cast(r, dt.float32, out.dtype) if out.dtype.is_float else r.astype(out.dtype.np)
+            if isinstance(n.arg, float) or out.dtype.is_float:
+                r = cast(np.full(out.shape, n.arg, np.float64), dt.float32, out.dtype)
+            else:
+                r = np.full(out.shape, n.arg).astype(out.dtype.np)
         elif op == Op.ARANGE:
             r = np.arange(*n.arg, dtype=np.int32)
         elif op == Op.LOAD:
@@ -154,8 +155,7 @@ class _Frame:
 
     def load(self, n: Node, starts):
         t = n.results[0].type
-        out = cast(np.full(t.shape, n.arg.fill, np.float64), dt.float32, t.dtype) if t.dtype.is_float else \
-            np.full(t.shape, n.arg.fill).astype(t.dtype.np)
+        out = cast(np.full(t.shape, n.arg.fill, np.float64), dt.float32, t.dtype)
         arr, src, dst = self._window(n, starts)
         if src is not None:
             out[dst] = arr[src]

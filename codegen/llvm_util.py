@@ -60,6 +60,10 @@ def const_bits(value, d: DType) -> ir.Constant:
         return ir.Constant(t, int(bits))
     if d == dt.bool_:
         return ir.Constant(I1, int(bool(value)))
+    if isinstance(value, float):  # like a float -> int cast: truncate, saturate, NaN -> 0
+        lo, hi = -(1 << (d.bits - 1)), (1 << (d.bits - 1)) - 1
+        value = 0 if value != value else int(max(lo, min(hi, value))) if abs(value) != float("inf") else \
+            (hi if value > 0 else lo)
     return ir.Constant(t, int(value) & ((1 << d.bits) - 1))
 
 

@@ -245,6 +245,7 @@ class FunctionLowering:
             return b.gep(base, [b.add(off, pos)], source_etype=elem), mask, True
         safe = b.select(mask, lanes, splat(b, i64(0), w))
         ptrs = b.gep(base, [b.add(splat(b, off, w), b.mul(safe, splat(b, stride, w)))], source_etype=elem)
+        ptrs.type = vec(PTR, w)  # llvmlite types a GEP over a vector index as a scalar pointer
         return ptrs, mask, False
 
     def _contiguous(self, n: Node) -> bool:
@@ -706,10 +707,9 @@ def _hreduce(b, v, combine):
     return b.extract_element(v, ir.Constant(I32, 0))
 
 
-def lower_kernel(kernel: Kernel, vlen: int, options: dict | None = None) -> tuple[ir.Module, str]:
-    """Build the LLVM module of a kernel; returns it and its entry function's name."""
+def lower_kernel(kernel: Kernel, name: str, vlen: int, options: dict | None = None) -> ir.Module:
+    """Build the LLVM module of a kernel whose entry function is called `name`."""
     module = ir.Module(name=kernel.name)
-    name = f"tl_{kernel.name}"
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR, PTR]), name=name)
     uses = Counter()
     for n in walk(kernel.body):
@@ -722,4 +722,4 @@ def lower_kernel(kernel: Kernel, vlen: int, options: dict | None = None) -> tupl
     f.argv = tuple(fn.args)
     f.lower_block(kernel.body)
     f.b.ret_void()
-    return module, name
+    return module

@@ -18,7 +18,6 @@ COMPILER_VERSION = "0.1.0"
 @dataclass
 class Compiled:
     address: int
-    loaded: engine.Loaded
     written: frozenset[int]      # array params the kernel stores to
     key: str
     llvm_ir: str = ""            # filled when compiled in this process (or by inspect())
@@ -57,14 +56,14 @@ def _disk() -> DiskCache | None:
 def compile_kernel(kernel: Kernel, source=None, *, want_asm: bool = False) -> Compiled:
     target = current_target()
     key = cache_key(kernel, target)
-    entry = f"tl_{kernel.name}"
+    entry = f"tl_{kernel.name}_{key[:20]}"
     written = frozenset(n.arg.param for n in walk(kernel.body) if n.op == Op.STORE)
     disk = _disk()
     obj = disk.get(key) if disk is not None and not want_asm else None
     llvm_ir = asm = ""
     if obj is None:
         try:
-            module, entry = lower_kernel(kernel, target.vlen, codegen_options(target))
+            module = lower_kernel(kernel, entry, target.vlen, codegen_options(target))
         except CompileError as e:
             raise KernelError(e.msg, e.loc) from None
         obj, mod = engine.compile_object(module, target)
@@ -73,5 +72,4 @@ def compile_kernel(kernel: Kernel, source=None, *, want_asm: bool = False) -> Co
             asm = engine.assembly(mod, target)
         if disk is not None:
             disk.put(key, obj)
-    loaded = engine.load_object(obj, entry, target)
-    return Compiled(loaded.address, loaded, written, key, llvm_ir, asm)
+    return Compiled(engine.load_object(obj, entry, target), written, key, llvm_ir, asm)

@@ -1,0 +1,229 @@
+"""Differential tests of every primitive and dtype: compiled code vs the IR interpreter vs NumPy."""
+import operator
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tilelang as tl
+
+FLOATS = [tl.float32, tl.float16, tl.bfloat16]
+INTS = [tl.int8, tl.int32]
+
+
+def both(kernel, *args, **kw):
+    """Run compiled and interpreted on copies; return (compiled outputs, interpreted outputs)."""
+    a = [x.copy() if isinstance(x, np.ndarray) else x for x in args]
+    b = [x.copy() if isinstance(x, np.ndarray) else x for x in args]
+    kernel(*a, **kw)
+    tl.jit(kernel.fn, interpret=True)(*b, **kw)
+    return a, b
+
+
+def rand(rng, shape, d: tl.float32.__class__):
+    if d.is_float:
+        return (rng.standard_normal(shape) * 3).astype(np.float32).astype(d.np)
+    if d == tl.bool_:
+        return rng.random(shape) < 0.5
+    info = np.iinfo(d.np)
+    return rng.integers(max(info.min, -100), min(info.max, 100), shape).astype(d.np)
+
+
+def close(x, y, d, ulps=4):
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+    if d in (tl.float16, tl.bfloat16):
+        np.testing.assert_allclose(x32, y32, rtol=2 ** -7, atol=1e-6)
+    elif d.is_float:
+        np.testing.assert_array_max_ulp(x32, y32, maxulp=ulps)
+    else:
+        np.testing.assert_array_equal(x, y)
+
+
+@tl.jit
+def unary_k(x, y, OP: tl.constexpr, B: tl.constexpr = 64):
+    for i in tl.grid(tl.cdiv(x.shape[0], B)):
+        y[i * B:(i + 1) * B] = OP(x[i * B:(i + 1) * B])
+
+
+@tl.jit
+def binary_k(x, z, y, OP: tl.constexpr, BR: tl.constexpr = 4, BC: tl.constexpr = 32):
+    for i, j in tl.grid(tl.cdiv(x.shape[0], BR), tl.cdiv(x.shape[1], BC)):
+        a = x[i * BR:(i + 1) * BR, j * BC:(j + 1) * BC]
+        row = z[j * BC:(j + 1) * BC]  # broadcast along rows
+        y[i * BR:(i + 1) * BR, j * BC:(j + 1) * BC] = OP(a, row)
+
+
+UNARY = [("exp", tl.exp), ("exp2", tl.exp2), ("log", tl.log), ("sqrt", tl.sqrt), ("rsqrt", tl.rsqrt),
+         ("abs", tl.abs), ("neg", operator.neg)]
+
+
+@pytest.mark.parametrize("name,op", UNARY)
+@pytest.mark.parametrize("d", FLOATS)
+@settings(max_examples=5, deadline=None)
+@given(n=st.integers(1, 300))
+def test_unary(name, op, d, n):
+    rng = np.random.default_rng(n)
+    x = rand(rng, n, d)
+    if name in ("log", "sqrt", "rsqrt"):
+        x = np.abs(x)
+    x[0] = 0 if name != "exp" else x[0]
+    y = np.zeros(n, d.np)
+    (_, yc), (_, yi) = both(unary_k, x, y, OP=op, B=64)
+    close(yc, yi, d)
+
+
+@pytest.mark.parametrize("d", INTS)
+def test_unary_int(d):
+    x = rand(np.random.default_rng(1), 200, d)
+    for op in (tl.abs, operator.neg):
+        (_, yc), (_, yi) = both(unary_k, x, np.zeros(200, d.np), OP=op, B=64)
+        np.testing.assert_array_equal(yc, yi)
+
+
+BINARY = [operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv, operator.mod,
+          tl.maximum, tl.minimum]
+
+
+@pytest.mark.parametrize("op", BINARY, ids=lambda o: o.__name__)
+@pytest.mark.parametrize("d", FLOATS + INTS)
+@settings(max_examples=4, deadline=None)
+@given(m=st.integers(1, 9), n=st.integers(1, 70))
+def test_binary_broadcast(op, d, m, n):
+    rng = np.random.default_rng(m * 100 + n)
+    x, z = rand(rng, (m, n), d), rand(rng, n, d)
+    if op in (operator.truediv, operator.floordiv, operator.mod) and d.is_float:
+        z = np.where(z == 0, 1, z).astype(d.np)
+    out_d = tl.float32 if op is operator.truediv and d.is_int else d
+    y = np.zeros((m, n), out_d.np)
+    (_, _, yc), (_, _, yi) = both(binary_k, x, z, y, OP=op)
+    if op in (operator.floordiv, operator.mod) and d.is_float:
+        np.testing.assert_allclose(yc.astype(np.float32), yi.astype(np.float32), rtol=1e-2, atol=1e-2)
+    else:
+        close(yc, yi, out_d)
+
+
+def test_int_division_by_zero_and_overflow_never_trap():
+    x = np.array([[7, -7, -2147483648, 5]], np.int32)
+    z = np.array([0, -2, -1, 3], np.int32)
+    for op, want in ((operator.floordiv, [0, 3, -2147483648, 1]), (operator.mod, [0, -1, 0, 2])):
+        y = np.zeros_like(x)
+        binary_k(x, z, y, OP=op, BR=1, BC=4)
+        np.testing.assert_array_equal(y[0], want)
+
+
+@pytest.mark.parametrize("op", [operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne],
+                         ids=lambda o: o.__name__)
+def test_compare_and_where(op):
+    @tl.jit
+    def k(x, z, y, OP: tl.constexpr, B: tl.constexpr = 16):
+        for i in tl.grid(tl.cdiv(x.shape[0], B)):
+            a, b = x[i * B:(i + 1) * B], z[i * B:(i + 1) * B]
+            y[i * B:(i + 1) * B] = tl.where(OP(a, b), a, -b)
+    rng = np.random.default_rng(0)
+    x = rng.integers(-3, 3, 50).astype(np.float32)
+    z = rng.integers(-3, 3, 50).astype(np.float32)
+    x[:3] = np.nan
+    y = np.zeros(50, np.float32)
+    (_, _, yc), (_, _, yi) = both(k, x, z, y, OP=op)
+    np.testing.assert_array_equal(yc, yi)
+    np.testing.assert_array_equal(yc, np.where(op(x, z), x, -z))
+
+
+@pytest.mark.parametrize("kind", ["sum", "max", "min"])
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("d", [tl.float32, tl.bfloat16, tl.int32])
+@settings(max_examples=4, deadline=None)
+@given(m=st.integers(1, 20), n=st.integers(1, 70))
+def test_reductions(kind, axis, d, m, n):
+    @tl.jit
+    def k(x, y, KIND: tl.constexpr, AX: tl.constexpr, BM: tl.constexpr = 32, BN: tl.constexpr = 128):
+        t = tl.load(x[0:BM, 0:BN], fill=0 if KIND == "sum" else (float("-inf") if KIND == "max" else float("inf")))
+        r = getattr(t, KIND)(axis=AX, keepdims=True)
+        if AX == 0:
+            y[0:1, 0:BN] = r
+        else:
+            y[0:BM, 0:1] = r
+    rng = np.random.default_rng(m * 7 + n)
+    x = rand(rng, (m, n), d)
+    if d.is_int and kind != "sum":
+        x = x.astype(d.np)
+    shape = (1, n) if axis == 0 else (m, 1)
+    y = np.zeros(shape, d.np)
+    (_, yc), (_, yi) = both(k, x, y, KIND=kind, AX=axis)
+    ref = getattr(np, kind)(x.astype(np.float32 if d.is_float else np.int64), axis=axis, keepdims=True)
+    if kind == "sum" and d.is_float:  # summation order differs: compare against the magnitude summed
+        scale = np.abs(x.astype(np.float32)).sum(axis=axis, keepdims=True)
+        np.testing.assert_array_less(np.abs(yc.astype(np.float32) - yi.astype(np.float32)),
+                                     scale * (2 ** -7 if d == tl.bfloat16 else 1e-6) + 1e-30)
+    else:
+        close(yc, yi, d)
+    np.testing.assert_allclose(yc.astype(np.float64), ref.astype(d.np).astype(np.float64),
+                               rtol=1e-2 if d == tl.bfloat16 else 1e-5, atol=1e-4 * n)
+
+
+CASTS = [tl.float32, tl.float16, tl.bfloat16, tl.int8, tl.int32, tl.bool_]
+
+
+@pytest.mark.parametrize("src", CASTS, ids=lambda d: d.name)
+@pytest.mark.parametrize("dst", CASTS, ids=lambda d: d.name)
+def test_casts(src, dst):
+    @tl.jit
+    def k(x, y, D: tl.constexpr, B: tl.constexpr = 64):
+        for i in tl.grid(tl.cdiv(x.shape[0], B)):
+            y[i * B:(i + 1) * B] = x[i * B:(i + 1) * B].to(D)
+    rng = np.random.default_rng(3)
+    x = rand(rng, 150, src)
+    if src.is_float:
+        x[:6] = np.array([0.5, -0.5, 1e30, -1e30, np.inf, np.nan]).astype(np.float32).astype(src.np)
+    y = np.zeros(150, dst.np)
+    (_, yc), (_, yi) = both(k, x, y, D=dst)
+    np.testing.assert_array_equal(yc.view(np.uint8), yi.view(np.uint8))
+
+
+def test_arange_transpose_reshape_and_full():
+    @tl.jit
+    def k(x, y, out, s):
+        t = x[0:8, 0:16]
+        r = tl.arange(0, 16).reshape(1, 16).to(tl.float32) + tl.full((8, 1), s, tl.float32)
+        out[0:16, 0:8] = (t + r).T
+        y[0:16] = tl.arange(3, 19)
+    x = np.random.default_rng(0).standard_normal((5, 11)).astype(np.float32)
+    y = np.zeros(16, np.int32)
+    out = np.zeros((16, 8), np.float32)
+    (_, yc, oc, _), (_, yi, oi, _) = both(k, x, y, out, 2.5)
+    np.testing.assert_array_equal(yc, np.arange(3, 19))
+    np.testing.assert_array_equal(oc, oi)
+    xp = np.zeros((8, 16), np.float32)
+    xp[:5, :11] = x
+    np.testing.assert_array_equal(oc, (xp + (np.arange(16, dtype=np.float32) + np.float32(2.5))).T)
+
+
+def test_runtime_if_and_scalar_args():
+    @tl.jit
+    def k(x, y, flag, scale):
+        t = x[0:32]
+        if flag > 0:
+            t = t * scale
+        else:
+            t = t - scale
+        y[0:32] = t
+    x = np.arange(32, dtype=np.float32)
+    for flag in (1, 0):
+        y = np.zeros(32, np.float32)
+        k(x, y, flag, 2.0)
+        np.testing.assert_array_equal(y, x * 2 if flag else x - 2)
+
+
+def test_strided_views_are_honored():
+    @tl.jit
+    def k(x, y, B: tl.constexpr = 8):
+        for i, j in tl.grid(tl.cdiv(x.shape[0], B), tl.cdiv(x.shape[1], B)):
+            y[i * B:(i + 1) * B, j * B:(j + 1) * B] = x[i * B:(i + 1) * B, j * B:(j + 1) * B] * 2.0
+    base = np.random.default_rng(0).standard_normal((30, 40)).astype(np.float32)
+    for x in (base.T, base[::-1], base[::2, ::-3], base[:, 5:17]):
+        out = np.zeros((x.shape[0] + 2, x.shape[1] * 2), np.float32)
+        y = out[1:-1, ::2]  # a strided output
+        k(x, y)
+        np.testing.assert_array_equal(y, x * 2)
+        assert (out[0] == 0).all() and (out[:, 1::2] == 0).all()
