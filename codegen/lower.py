@@ -110,10 +110,16 @@ class FunctionLowering:
         return self._argv_load(1, self.layout.ints[param] + d, I64)
 
     def array_stride(self, param: int, d: int) -> ir.Value:
+        """The element stride of dim d (the launcher passes byte strides, multiples of the itemsize)."""
         p = self.kernel.params[param]
         if d == p.ndim - 1 and p.unit_stride:
             return i64(1)
-        return self._argv_load(1, self.layout.ints[param] + p.ndim + d, I64)
+        byte_stride = self._argv_load(1, self.layout.ints[param] + p.ndim + d, I64)
+        shift = p.dtype.itemsize.bit_length() - 1
+        if not shift:
+            return byte_stride
+        with self.b.goto_block(self.entry):
+            return self.b.ashr(byte_stride, i64(shift))
 
     def get(self, v: Value):
         return self.env[v]
@@ -237,12 +243,17 @@ class FunctionLowering:
             off = b.add(off, b.mul(b.select(inb, pos, i64(0)), stride))
         s, stride, size = dims[-1]
         pos = b.add(s, col)
-        lanes = b.add(splat(b, pos, w), iota(I64, w))
-        mask = b.and_(b.icmp_signed(">=", lanes, splat(b, i64(0), w)), b.icmp_signed("<", lanes, splat(b, size, w)))
+        # lanes [lo, hi) are inside the array: clamp in scalar i64, compare lane numbers in i32
+        lo = _clamp(b, b.neg(pos), w)
+        hi = _clamp(b, b.sub(size, pos), w)
         if ok is not None:
-            mask = b.and_(mask, splat(b, ok, w))
+            hi = b.select(ok, hi, i64(0))
+        lane = iota(I32, w)
+        mask = b.and_(b.icmp_signed(">=", lane, splat(b, b.trunc(lo, I32), w)),
+                      b.icmp_signed("<", lane, splat(b, b.trunc(hi, I32), w)))
         if contiguous:
             return b.gep(base, [b.add(off, pos)], source_etype=elem), mask, True
+        lanes = b.add(splat(b, pos, w), iota(I64, w))
         safe = b.select(mask, lanes, splat(b, i64(0), w))
         ptrs = b.gep(base, [b.add(splat(b, off, w), b.mul(safe, splat(b, stride, w)))], source_etype=elem)
         ptrs.type = vec(PTR, w)  # llvmlite types a GEP over a vector index as a scalar pointer
@@ -607,6 +618,12 @@ class _FnPtr:
         return ()
 
 
+def _clamp(b, x, w: int):
+    """min(max(x, 0), w) on i64."""
+    x = b.select(b.icmp_signed("<", x, i64(0)), i64(0), x)
+    return b.select(b.icmp_signed(">", x, i64(w)), i64(w), x)
+
+
 def _gather_lanes(b, element, col, w: int):
     """A `<w x T>` vector built from single-element reads `element(col + lane)` (each `<1 x T>`)."""
     out = None
@@ -716,8 +733,8 @@ def lower_kernel(kernel: Kernel, name: str, vlen: int, options: dict | None = No
         uses.update(n.srcs)
         for r in n.regions:
             uses.update(r.yields)
-            for m in walk(r):  # a value used inside a nested region counts as used many times
-                uses.update({s: 1 for s in m.srcs})
+            uses.update(free_values(r))  # used inside a loop or grid: it is read many times
+
     f = FunctionLowering(module, kernel, Layout.of(kernel), fn, vlen, uses, options or {})
     f.argv = tuple(fn.args)
     f.lower_block(kernel.body)

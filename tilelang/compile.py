@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from codegen import engine
 from codegen.cache import CacheDirError, DiskCache
 from codegen.ir import CompileError, Kernel, Op, format_kernel, walk
-from codegen.lower import lower_kernel
 from codegen.target import Target, host_target
 from tilelang import config
 from tilelang.errors import KernelError
@@ -62,6 +61,7 @@ def compile_kernel(kernel: Kernel, source=None, *, want_asm: bool = False) -> Co
     obj = disk.get(key) if disk is not None and not want_asm else None
     llvm_ir = asm = ""
     if obj is None:
+        from codegen.lower import lower_kernel  # only needed on a cache miss
         try:
             module = lower_kernel(kernel, entry, target.vlen, codegen_options(target))
         except CompileError as e:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
+import linecache
 import operator
 import textwrap
 
@@ -35,11 +36,8 @@ class Source:
 
     def __init__(self, fn):
         self.fn = fn
-        try:
-            lines, first = inspect.getsourcelines(fn)
-        except (OSError, TypeError) as e:
-            raise KernelError(f"cannot read the source of {fn.__name__!r}: {e}") from None
-        self.file = inspect.getsourcefile(fn) or "<unknown>"
+        lines, first = _source_lines(fn)
+        self.file = fn.__code__.co_filename
         self.first = first
         self.text = textwrap.dedent("".join(lines))
         self.indent = len(lines[0]) - len(lines[0].lstrip())
@@ -59,6 +57,36 @@ class Source:
         end = node.end_col_offset if getattr(node, "end_lineno", None) == line else len(text)
         return Loc(self.file, self.first + line - 1, node.col_offset + self.indent,
                    " " * self.indent + text, (end or 0) + self.indent)
+
+
+def _source_lines(fn) -> tuple[list[str], int]:
+    """The lines of a function's definition (decorators included) and its first line number: the
+    indented block after the def, read from linecache (inspect's tokenizer is slow on a cold start)."""
+    first = fn.__code__.co_firstlineno
+    lines = linecache.getlines(fn.__code__.co_filename)
+    if not lines or first > len(lines):
+        try:
+            return inspect.getsourcelines(fn)
+        except (OSError, TypeError) as e:
+            raise KernelError(f"cannot read the source of {fn.__name__!r}: {e}") from None
+    head = lines[first - 1]
+    indent = len(head) - len(head.lstrip())
+    end, in_header = first - 1, True  # the header: decorators and the def line(s), up to its colon
+    while end < len(lines):
+        line = lines[end]
+        code = line.split("#")[0].rstrip()
+        if code.strip():
+            if not in_header and len(line) - len(line.lstrip()) <= indent:
+                break
+            if in_header and code.endswith(":"):
+                in_header = False
+        end += 1
+    block = lines[first - 1:end]
+    try:
+        ast.parse(textwrap.dedent("".join(block)))
+    except SyntaxError:  # something unusual (e.g. a multi-line string at column 0): let inspect decide
+        return inspect.getsourcelines(fn)
+    return block, first
 
 
 def assigned_names(stmts) -> set[str]:

@@ -8,18 +8,25 @@ from __future__ import annotations
 import inspect
 import threading
 
+import _cffi_backend
 import cffi
 import numpy as np
 
 from codegen import dtypes as dt
 from codegen import interpret as interp
 from codegen.ir import Kernel, Op, Param, walk
+from codegen.pipeline import run_pipeline
 from tilelang import config
+from tilelang.compile import compile_kernel
 from tilelang.errors import KernelError
 from tilelang.frontend import Source, inline_call, trace
 
 _ffi = cffi.FFI()
-_ENTRY = "void(*)(void **, int64_t *, double *, void *)"
+_ENTRY = _ffi.typeof("void(*)(void **, int64_t *, double *, void *)")
+# cffi's backend entry points, bypassing its per-call type parsing on the launch path
+_newp, _from_buffer = _cffi_backend.newp, _cffi_backend.from_buffer
+_PTRS, _INTS, _FLOATS, _CHARS, _VOIDP = (_ffi.typeof(t) for t in ("void *[]", "int64_t[]", "double[]", "char[]",
+                                                                  "void *"))
 
 
 def _is_constexpr(annotation) -> bool:
@@ -53,14 +60,15 @@ class Specialization:
 
     def __init__(self, kernel: Kernel, compiled):
         self.kernel, self.compiled = kernel, compiled
-        self.written = compiled.written if compiled is not None else frozenset(
-            n.arg.param for n in walk(kernel.body) if n.op == Op.STORE)
+        self.written = sorted(compiled.written if compiled is not None else
+                              {n.arg.param for n in walk(kernel.body) if n.op == Op.STORE})
         self.fn = _ffi.cast(_ENTRY, compiled.address) if compiled is not None else None
         if compiled is not None and not _PFOR:
             _PFOR.append(_pfor())
         self.kinds = tuple("a" if p.kind == "array" else "f" if p.dtype.is_float else "i" for p in kernel.params)
 
     def check(self, values: list) -> None:
+        """Arrays the kernel writes must be writable and must not alias themselves."""
         for i in self.written:
             v = values[i]
             if not v.flags.writeable:
@@ -68,32 +76,32 @@ class Specialization:
             if v.size > 1 and 0 in v.strides:
                 raise KernelError(f"`{self.kernel.params[i].name}` is written by the kernel but is a broadcast "
                                   "(zero-stride) view: its elements alias")
-        for p, v in zip(self.kernel.params, values):
-            if p.kind == "array" and any(s % v.itemsize for s in v.strides):
-                raise KernelError(f"argument `{p.name}` has strides {v.strides} that are not multiples of its "
-                                  f"itemsize {v.itemsize}")
 
     def launch(self, values: list) -> None:
+        """Pack pointers, shapes and byte strides (the kernel turns them into element strides)."""
         self.check(values)
         ptrs, ints, floats = [], [], []
         for kind, v in zip(self.kinds, values):
             if kind == "a":
-                ptrs.append(_ffi.from_buffer(v) if v.flags.c_contiguous and v.size else
-                            _ffi.cast("void *", v.__array_interface__["data"][0]))
-                ints.extend(v.shape)
-                s = v.itemsize
-                ints.extend([st // s for st in v.strides])
+                if v.flags.c_contiguous and v.size:
+                    ptrs.append(_from_buffer(_CHARS, v, False))
+                else:
+                    if any(st % v.itemsize for st in v.strides):
+                        raise KernelError(f"an array argument has strides {v.strides} that are not multiples of "
+                                          f"its itemsize {v.itemsize}")
+                    ptrs.append(_ffi.cast(_VOIDP, v.__array_interface__["data"][0]))
+                ints += v.shape
+                ints += v.strides
             elif kind == "f":
                 floats.append(float(v))
             else:
                 ints.append(int(v))
-        self.fn(_ffi.new("void *[]", ptrs or 1), _ffi.new("int64_t[]", ints or 1),
-                _ffi.new("double[]", floats or 1), _PFOR[0])
+        self.fn(_newp(_PTRS, ptrs or 1), _newp(_INTS, ints or 1), _newp(_FLOATS, floats or 1), _PFOR[0])
 
 
 def _pfor():
     from csrc import parallel_for_address
-    return _ffi.cast("void *", parallel_for_address())
+    return _ffi.cast(_VOIDP, parallel_for_address())
 
 
 _PFOR: list = []
@@ -111,6 +119,7 @@ class JITFunction:
         self.signature = sig
         self.names = list(sig.parameters)
         self.constexprs = {n for n, p in sig.parameters.items() if _is_constexpr(p.annotation)}
+        self.is_const = [n in self.constexprs for n in self.names]
         self.defaults = {n: p.default for n, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
         if any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in sig.parameters.values()):
             raise KernelError(f"kernel {fn.__name__}: *args/**kwargs and positional-only parameters are not supported")
@@ -152,48 +161,84 @@ class JITFunction:
     def bind(self, args, kwargs):
         """-> (specialization key, runtime values, constexpr values). The key holds, per runtime
         argument, its kind and dtype, an array's rank and whether its last dim has unit stride."""
+        if kwargs or len(args) != len(self.names):
+            bound = self._arguments(args, kwargs)
+            args = [bound[n] for n in self.names]
         key, values, consts = [self._interpreting()], [], {}
-        for name, v in self._arguments(args, kwargs).items():
-            if name in self.constexprs:
+        for name, is_const, v in zip(self.names, self.is_const, args):
+            if is_const:
                 if isinstance(v, np.ndarray) or hasattr(v, "__dlpack__"):
                     raise KernelError(f"constexpr `{name}` must be a compile-time value, got an array")
                 consts[name] = v
-                key.append((name, type(v), v))
+                key.append((type(v), v))
                 continue
-            if not isinstance(v, np.ndarray):
+            if type(v) is not np.ndarray:
                 if isinstance(v, (bool, np.bool_)):
-                    key.append((name, dt.bool_))
+                    key.append(dt.bool_)
                 elif isinstance(v, (int, np.integer)):
-                    key.append((name, dt.int64))
+                    key.append(dt.int64)
                 elif isinstance(v, (float, np.floating)):
-                    key.append((name, dt.float32))
+                    key.append(dt.float32)
                 else:
                     v = as_array(v, name)
             if isinstance(v, np.ndarray):
-                key.append((name, v.dtype, v.ndim, v.ndim and (v.strides[-1] == v.itemsize or v.shape[-1] <= 1)))
+                key.append((v.dtype, v.ndim, v.ndim and (v.strides[-1] == v.itemsize or v.shape[-1] <= 1)))
             values.append(v)
         return tuple(key), values, consts
 
     def params(self, key) -> tuple[Param, ...]:
         """The runtime parameters a specialization key describes (arrays checked here, once)."""
         out = []
-        for entry in key[1:]:
-            name, kind = entry[0], entry[1]
-            if isinstance(kind, dt.DType):
-                out.append(Param(name, "scalar", kind))
-            elif isinstance(kind, np.dtype):
+        for name, entry in zip((n for n, c in zip(self.names, self.is_const) if not c),
+                               (e for e, c in zip(key[1:], self.is_const) if not c)):
+            if isinstance(entry, dt.DType):
+                out.append(Param(name, "scalar", entry))
+            else:
+                kind = entry[0]
                 d = dt.from_numpy(kind)
                 if d is None or d == dt.int64:
                     raise KernelError(f"argument `{name}` has dtype {kind}, which kernels do not support; use "
                                       "float32, float16, bfloat16, float8_e4m3fn, float8_e5m2, int8, int32 or bool")
-                if entry[2] == 0:
+                if entry[1] == 0:
                     raise KernelError(f"argument `{name}` is a 0-d array; pass a Python number for scalars")
-                out.append(Param(name, "array", d, entry[2], bool(entry[3])))
+                out.append(Param(name, "array", d, entry[1], bool(entry[2])))
         return tuple(out)
 
     # ---- calling ----------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        key, values, consts = self.bind(args, kwargs)
+        # The launch path: key and launch arrays are built in one pass (the key as in bind()).
+        if kwargs or len(args) != len(self.names):
+            bound = self._arguments(args, kwargs)
+            args = [bound[n] for n in self.names]
+        key = [self.interpret if self.interpret is not None else config.knobs.interpret]
+        values, ptrs, ints, floats = [], [], [], []
+        for is_const, v in zip(self.is_const, args):
+            if is_const:
+                key.append((type(v), v))
+                continue
+            if type(v) is np.ndarray and v.flags.c_contiguous and v.size:
+                key.append((v.dtype, v.ndim, True))
+                ptrs.append(_from_buffer(_CHARS, v, False))
+                ints += v.shape
+                ints += v.strides
+            elif type(v) is float:
+                key.append(dt.float32)
+                floats.append(v)
+            elif type(v) is int:
+                key.append(dt.int64)
+                ints.append(v)
+            else:  # everything else (strided views, other array types, NumPy scalars) takes the slow path
+                return self._call_slow(args)
+            values.append(v)
+        spec = self._cache.get(tuple(key))
+        if spec is None or spec.fn is None:
+            return self._call_slow(args)
+        if spec.written:
+            spec.check(values)
+        spec.fn(_newp(_PTRS, ptrs or 1), _newp(_INTS, ints or 1), _newp(_FLOATS, floats or 1), _PFOR[0])
+
+    def _call_slow(self, args):
+        key, values, consts = self.bind(args, {})
         spec = self._cache.get(key)
         if spec is None:
             spec = self._specialize(key, consts)
@@ -216,12 +261,10 @@ class JITFunction:
         return spec
 
     def trace(self, params, consts) -> Kernel:
-        from codegen.pipeline import run_pipeline
         kernel = trace(self.source, params, consts)
         return run_pipeline(kernel, dump=config.knobs.dump_ir, verify_each=config.knobs.debug)
 
     def _compile(self, kernel: Kernel, consts):
-        from tilelang.compile import compile_kernel
         return compile_kernel(kernel)
 
     def inspect(self, *args, **kwargs) -> dict:
@@ -229,7 +272,6 @@ class JITFunction:
         from codegen.ir import format_kernel
         key, values, consts = self.bind(args, kwargs)
         kernel = self.trace(self.params(key), consts)
-        from tilelang.compile import compile_kernel
         compiled = compile_kernel(kernel, want_asm=True)
         return {"tile_ir": format_kernel(kernel), "llvm_ir": compiled.llvm_ir, "asm": compiled.asm}
 
