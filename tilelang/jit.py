@@ -164,7 +164,7 @@ class JITFunction:
         if kwargs or len(args) != len(self.names):
             bound = self._arguments(args, kwargs)
             args = [bound[n] for n in self.names]
-        key, values, consts = [self._interpreting()], [], {}
+        key, values, consts = [self._mode()], [], {}
         for name, is_const, v in zip(self.names, self.is_const, args):
             if is_const:
                 if isinstance(v, np.ndarray) or hasattr(v, "__dlpack__"):
@@ -210,7 +210,7 @@ class JITFunction:
         if kwargs or len(args) != len(self.names):
             bound = self._arguments(args, kwargs)
             args = [bound[n] for n in self.names]
-        key = [self.interpret if self.interpret is not None else config.knobs.interpret]
+        key = [self._mode()]
         values, ptrs, ints, floats = [], [], [], []
         for is_const, v in zip(self.is_const, args):
             if is_const:
@@ -247,6 +247,11 @@ class JITFunction:
             interp.run(spec.kernel, [_host(v) for v in values])
         else:
             spec.launch(values)
+
+    def _mode(self) -> tuple:
+        """What besides the arguments selects the code: interpreter or native, and the codegen knobs."""
+        k = config.knobs
+        return (self.interpret if self.interpret is not None else k.interpret), k.isa, k.dot
 
     def _interpreting(self) -> bool:
         return self.interpret if self.interpret is not None else config.knobs.interpret

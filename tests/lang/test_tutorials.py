@@ -92,3 +92,20 @@ def test_new_shape_reuses_the_compiled_specialization():
     assert len(K.add._cache) == before
     K.add(y, y, np.empty_like(y), B=128)  # a constexpr change is a new specialization
     assert len(K.add._cache) == before + 1
+
+
+@pytest.mark.parametrize("isa", ["portable", "auto"])
+def test_portable_and_host_targets_agree(isa):
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((21, 77)) * 4).astype(np.float32)
+    y = np.empty_like(x)
+    a, b = rng.standard_normal((33, 45), np.float32), rng.standard_normal((45, 19), np.float32)
+    c = np.zeros((33, 19), np.float32)
+    with tl.config.scope(isa=isa):
+        K.softmax(x, y, BR=4, N=128)
+        K.matmul(a, b, c, BM=16, BN=16, BK=16)
+        asm = K.add.inspect(x[0], x[0], y[0])["asm"]
+    np.testing.assert_allclose(y, softmax_ref(x), rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-4, atol=1e-4)
+    from codegen.target import host_target
+    assert ("zmm" in asm) == (isa == "auto" and host_target().vector_bytes == 64)
