@@ -1,0 +1,7 @@
+"""The op library: tuned kernels written in the language, behind a NumPy API.
+
+Each op has a NumPy reference beside it (`ref_*`) with written-down tolerances.
+"""
+from ops.matmul import matmul, ref_matmul
+
+__all__ = ["matmul", "ref_matmul"]

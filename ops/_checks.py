@@ -1,0 +1,41 @@
+"""Argument checks shared by the ops: clear errors before any kernel runs."""
+from __future__ import annotations
+
+import numpy as np
+
+from codegen import dtypes as dt
+
+
+def as_array(x, name: str) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "__dlpack__") or hasattr(x, "__array__"):
+        from tilelang.jit import as_array as _as
+        return _as(x, name)
+    raise TypeError(f"{name} must be an array, got {type(x).__name__}")
+
+
+def dtype_of(x: np.ndarray, name: str, allowed) -> dt.DType:
+    d = dt.from_numpy(x.dtype)
+    if d is None or d not in allowed:
+        names = ", ".join(a.name for a in allowed)
+        raise TypeError(f"{name} has dtype {x.dtype}; expected one of {names}")
+    return d
+
+
+def check_out(out, shape: tuple, dtype: np.dtype, name: str = "out") -> np.ndarray:
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {out.shape}; expected {tuple(shape)}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} has dtype {out.dtype}; expected {np.dtype(dtype)}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    return out
+
+
+def overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.size > 0 and b.size > 0 and np.shares_memory(a, b)

@@ -1,0 +1,97 @@
+"""`ops.matmul`: `(..., M, K) @ (..., K, N)` like numpy.matmul, float32 accumulation.
+
+The kernel is written in the language; `ref_matmul` is its NumPy reference. Tolerances against the
+reference: float32 rtol 1e-5 + atol 1e-6 * K (summation order differs); bfloat16/float16 inputs are
+exact products of the rounded inputs accumulated in float32, so the same bound holds before the final
+rounding of a narrow output (one ulp of the output dtype).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import tilelang as tl
+from codegen import dtypes as dt
+from ops._checks import as_array, check_out, dtype_of, overlaps
+
+INPUTS = (dt.float32, dt.bfloat16, dt.float16)
+DEFAULTS = {  # tile sizes per input dtype until the tuner has something better
+    "float32": {"BM": 96, "BN": 128, "BK": 256, "ORDER": "ij"},
+    "bfloat16": {"BM": 128, "BN": 128, "BK": 512, "ORDER": "ij"},
+    "float16": {"BM": 96, "BN": 128, "BK": 256, "ORDER": "ij"},
+}
+
+
+@tl.jit
+def matmul_kernel(a, b, c, BM: tl.constexpr = 64, BN: tl.constexpr = 64, BK: tl.constexpr = 256,
+                  ORDER: tl.constexpr = "ij"):
+    """c[z] = a[z] @ b[z] for every batch z; a (Z, M, K), b (Z, K, N), c (Z, M, N), any strides."""
+    Z, M, K = a.shape
+    N = b.shape[2]
+    if ORDER == "ij":
+        for z, i, j in tl.grid(Z, tl.cdiv(M, BM), tl.cdiv(N, BN)):
+            _block(a, b, c, z, i, j, K, BM, BN, BK)
+    else:
+        for z, j, i in tl.grid(Z, tl.cdiv(N, BN), tl.cdiv(M, BM)):
+            _block(a, b, c, z, i, j, K, BM, BN, BK)
+
+
+@tl.jit
+def _block(a, b, c, z, i, j, K, BM, BN, BK):
+    acc = tl.zeros((BM, BN), tl.float32)
+    for k in tl.range(tl.cdiv(K, BK)):
+        acc += tl.dot(a[z, i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[z, k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
+    c[z, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
+
+
+def ref_matmul(a: np.ndarray, b: np.ndarray, out_dtype=None) -> np.ndarray:
+    """NumPy reference: float32 products of the (exactly widened) inputs, rounded to out_dtype."""
+    r = np.matmul(a.astype(np.float32), b.astype(np.float32))
+    return r.astype(out_dtype or a.dtype)
+
+
+def _batched(x: np.ndarray, batch: tuple, tail: tuple) -> np.ndarray:
+    """x broadcast to batch + tail as a 3-D (Z, rows, cols) view, without copying when possible."""
+    v = np.broadcast_to(x, batch + tail)
+    z = int(np.prod(batch)) if batch else 1
+    try:
+        return np.reshape(v, (z,) + tail, copy=False)
+    except ValueError:  # batch dims that cannot merge without a copy (rare: broadcast inner batch dims)
+        return np.ascontiguousarray(v).reshape((z,) + tail)
+
+
+def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.ndarray:
+    """Matrix product with NumPy's matmul broadcasting rules; float32/bfloat16/float16 inputs of one dtype,
+    float32 accumulation, result in `out_dtype` (float32 or the input dtype; default: the input dtype).
+    Transposed and other strided inputs are read in place."""
+    a, b = as_array(a, "a"), as_array(b, "b")
+    da, db = dtype_of(a, "a", INPUTS), dtype_of(b, "b", INPUTS)
+    if da != db:
+        raise TypeError(f"a and b must have the same dtype, got {a.dtype} and {b.dtype}")
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("matmul: inputs must have at least one dimension")
+    vec_a, vec_b = a.ndim == 1, b.ndim == 1
+    a2 = a[None, :] if vec_a else a
+    b2 = b[:, None] if vec_b else b
+    (M, K), (K2, N) = a2.shape[-2:], b2.shape[-2:]
+    if K != K2:
+        raise ValueError(f"matmul: inner dimensions differ: a is {a.shape}, b is {b.shape}")
+    try:
+        batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
+    odt = np.dtype(out_dtype) if out_dtype is not None else a.dtype
+    if odt not in (np.dtype(np.float32), a.dtype):
+        raise TypeError(f"out_dtype must be float32 or the input dtype {a.dtype}, got {odt}")
+    shape = batch + ((M,) if not vec_a else ()) + ((N,) if not vec_b else ())
+    out = check_out(out, shape, odt)
+    if overlaps(out, a) or overlaps(out, b):
+        raise ValueError("out must not overlap the inputs")
+    if out.size == 0:
+        return out
+    c3 = out.reshape(batch + (M, N)) if out.flags.c_contiguous else None
+    target = c3 if c3 is not None else np.empty(batch + (M, N), odt)
+    cfg = dict(config or DEFAULTS[da.name])
+    matmul_kernel(_batched(a2, batch, (M, K)), _batched(b2, batch, (K, N)), target.reshape((-1, M, N)), **cfg)
+    if c3 is None:
+        out[...] = target.reshape(shape)
+    return out

@@ -1,0 +1,108 @@
+"""ops.matmul against NumPy: ragged shapes, batching, broadcasting, strided inputs, dtypes, errors."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ops
+import tilelang as tl
+
+BF16 = tl.bfloat16.np
+DIMS = st.one_of(st.integers(1, 300), st.sampled_from([1, 2, 3, 7, 13, 31, 97, 127, 211, 293]))
+
+
+def tol(k):
+    return dict(rtol=1e-5, atol=2e-6 * max(k, 1))
+
+
+def check(a, b, c):
+    ref = np.matmul(a.astype(np.float32), b.astype(np.float32))
+    k = a.shape[-1]
+    if c.dtype == np.float32:
+        np.testing.assert_allclose(c, ref, **tol(k))
+    else:  # narrow output: the float32 result rounded once
+        np.testing.assert_allclose(c.astype(np.float32), ref.astype(c.dtype).astype(np.float32),
+                                   rtol=2 ** -7, atol=2e-6 * k)
+
+
+@settings(max_examples=25, deadline=None)
+@given(m=DIMS, n=DIMS, k=DIMS)
+def test_float32_shapes(m, n, k):
+    rng = np.random.default_rng(m * 90001 + n * 301 + k)
+    a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+    check(a, b, ops.matmul(a, b))
+
+
+@settings(max_examples=15, deadline=None)
+@given(m=DIMS, n=DIMS, k=DIMS, out32=st.booleans())
+def test_bfloat16_against_float32_product_of_rounded_inputs(m, n, k, out32):
+    rng = np.random.default_rng(m + 7 * n + 11 * k)
+    a, b = rng.standard_normal((m, k), np.float32).astype(BF16), rng.standard_normal((k, n), np.float32).astype(BF16)
+    c = ops.matmul(a, b, out_dtype=np.float32 if out32 else None)
+    assert c.dtype == (np.float32 if out32 else BF16)
+    check(a, b, c)
+
+
+def test_float16():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((70, 50)).astype(np.float16), rng.standard_normal((50, 33)).astype(np.float16)
+    check(a, b, ops.matmul(a, b, out_dtype=np.float32))
+    check(a, b, ops.matmul(a, b))
+
+
+@pytest.mark.parametrize("sa,sb", [((4, 5, 6), (6, 7)), ((2, 1, 5, 6), (3, 6, 4)), ((6,), (6, 3)), ((5, 6), (6,)),
+                                   ((3, 1, 4), (1, 4, 2))])
+def test_batched_and_broadcast(sa, sb):
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal(sa, np.float32), rng.standard_normal(sb, np.float32)
+    c = ops.matmul(a, b)
+    ref = np.matmul(a, b)
+    assert c.shape == ref.shape
+    np.testing.assert_allclose(c, ref, **tol(sa[-1]))
+
+
+def test_transposed_inputs_and_out():
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((90, 70), np.float32).T  # (70, 90), column-major
+    b = rng.standard_normal((45, 90), np.float32).T[:, ::-1]  # (90, 45), negative stride
+    out = np.zeros((70, 45), np.float32)
+    r = ops.matmul(a, b, out=out)
+    assert r is out
+    check(a, b, out)
+
+
+def test_k_zero_gives_zeros():
+    a, b = np.ones((4, 0), np.float32), np.ones((0, 3), np.float32)
+    np.testing.assert_array_equal(ops.matmul(a, b), np.zeros((4, 3), np.float32))
+
+
+@pytest.mark.parametrize("path", ["fma", "portable", "amx"])
+def test_every_dot_path(path):
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, BF16):
+        a = rng.standard_normal((67, 129), np.float32).astype(dtype)
+        b = rng.standard_normal((129, 45), np.float32).astype(dtype)
+        with tl.config.scope(dot=path):
+            c = ops.matmul(a, b, out_dtype=np.float32)
+        check(a, b, c)
+
+
+def test_errors():
+    f = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match="inner dimensions"):
+        ops.matmul(f, f)
+    with pytest.raises(TypeError, match="same dtype"):
+        ops.matmul(f, f.T.astype(BF16))
+    with pytest.raises(TypeError, match="float64"):
+        ops.matmul(f.astype(np.float64), f.T.astype(np.float64))
+    with pytest.raises(ValueError, match="shape"):
+        ops.matmul(f, f.T, out=np.zeros((4, 4), np.float32))
+    with pytest.raises(TypeError, match="dtype"):
+        ops.matmul(f, f.T, out=np.zeros((3, 3), np.float16))
+    with pytest.raises(ValueError, match="do not broadcast"):
+        ops.matmul(np.ones((2, 3, 4), np.float32), np.ones((3, 4, 5), np.float32))
+    with pytest.raises(TypeError, match="out_dtype"):
+        ops.matmul(f, f.T, out_dtype=np.int32)
+    with pytest.raises(ValueError, match="overlap"):
+        sq = np.ones((4, 4), np.float32)
+        ops.matmul(sq, sq, out=sq)
