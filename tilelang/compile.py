@@ -1,7 +1,9 @@
 """A traced specialization -> loaded native code, through the in-memory and on-disk caches."""
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 from dataclasses import dataclass
 
 from codegen import engine
@@ -12,6 +14,19 @@ from tilelang import config
 from tilelang.errors import KernelError
 
 COMPILER_VERSION = "0.1.0"
+
+
+@functools.cache
+def compiler_fingerprint() -> str:
+    """A hash of the compiler's own sources: object code cached by an older compiler is never reused."""
+    import codegen
+    h = hashlib.sha256(COMPILER_VERSION.encode())
+    for folder in (os.path.dirname(codegen.__file__), os.path.dirname(__file__)):
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as f:
+                    h.update(name.encode() + b"\0" + f.read())
+    return h.hexdigest()
 
 
 @dataclass
@@ -36,7 +51,7 @@ def codegen_options(target: Target) -> dict:
 
 def cache_key(kernel: Kernel, target: Target) -> str:
     h = hashlib.sha256()
-    for part in (COMPILER_VERSION, format_kernel(kernel, canonical=True), repr(target.key()),
+    for part in (compiler_fingerprint(), format_kernel(kernel, canonical=True), repr(target.key()),
                  repr(sorted(codegen_options(target).items()))):
         h.update(part.encode())
         h.update(b"\0")

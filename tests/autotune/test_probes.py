@@ -1,0 +1,78 @@
+"""autotune.probes: JIT-compiled hardware-limit probes return sane figures (kept fast: small sizes)."""
+import math
+
+import pytest
+
+from autotune import probes
+from autotune.calibrate import PROBES, host_accelerator
+from codegen.target import host_target
+
+
+def positive(x) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(autouse=True)
+def short_runs(monkeypatch):
+    monkeypatch.setattr(probes, "PROBE_SECONDS", 0.01)
+    monkeypatch.setattr(probes, "RUNS", 2)
+
+
+def test_fma_peak_is_sane():
+    gflops = probes.fma_peak(1)
+    assert positive(gflops)
+    # lanes x 2 FLOP per FMA x (1 or 2 FMA ports) x clock; the TSC rate stands in for the clock,
+    # which turbo (up) and a busy machine (down) move: a wide but meaningful range
+    clock = probes.clock_estimate_hz()
+    one_port = host_target().vlen * 2 * clock / 1e9
+    assert 0.2 * one_port < gflops < 2 * 1.6 * one_port
+
+
+def test_fma_peak_two_threads():
+    assert positive(probes.fma_peak(2))
+
+
+def test_amx_peak_or_none():
+    peak = probes.amx_bf16_peak(1)
+    if probes.amx_available():
+        assert positive(peak)
+        assert peak > probes.fma_peak(1)  # AMX bf16 is many times the fp32 FMA rate
+    else:
+        assert peak is None
+
+
+def test_amx_forced_off(monkeypatch):
+    monkeypatch.setattr(probes, "amx_available", lambda: False)
+    assert probes.amx_bf16_peak(1) is None
+    assert probes.amx_bf16_peak(2) is None
+
+
+def test_bandwidths():
+    l1 = probes.l1_bandwidth()
+    l2 = probes.l2_bandwidth()
+    copy = probes.copy_bandwidth(1, nbytes=64 << 20)
+    assert all(positive(x) for x in (l1, l2, copy))
+    assert l1 > copy and l2 > copy  # caches beat DRAM
+
+
+def test_threads_checked():
+    with pytest.raises(ValueError):
+        probes.fma_peak(0)
+
+
+def test_measure_all_feeds_calibration(monkeypatch, tmp_path):
+    fake = {"fma_f32_gflops_per_core": 100.0, "copy_gbps": 10.0, "l2_gbps": 80.0, "l1_gbps": 200.0}
+    monkeypatch.setattr(probes, "fma_peak", lambda threads=1: 100.0)
+    monkeypatch.setattr(probes, "amx_bf16_peak", lambda threads=1: None)
+    monkeypatch.setattr(probes, "copy_bandwidth", lambda threads=None: 10.0)
+    monkeypatch.setattr(probes, "l2_bandwidth", lambda threads=1: 80.0)
+    monkeypatch.setattr(probes, "l1_bandwidth", lambda threads=1: 200.0)
+    probes.measure_all.cache_clear()
+    try:
+        got = probes.measure_all()
+        assert got == fake and set(got) <= set(PROBES)
+        acc = host_accelerator(probes=got, cache_dir=tmp_path)
+        assert acc.level("offchip").bandwidth_bytes_per_s == 10e9
+        assert acc.peak_flops("float32", "vector", cores=1) == pytest.approx(100e9)
+    finally:
+        probes.measure_all.cache_clear()
