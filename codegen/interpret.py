@@ -27,8 +27,8 @@ def cast(x: np.ndarray, src: DType, dst: DType, saturate: bool = False) -> np.nd
         if src.is_float:
             f = x.astype(np.float64)
             info = np.iinfo(dst.np)
-            f = np.where(np.isnan(f), 0.0, np.clip(np.trunc(f), info.min, info.max))
-            return f.astype(dst.np)
+            r = np.where(np.isnan(f), 0.0, np.clip(np.trunc(f), info.min, info.max)).astype(dst.np)
+            return np.where(f >= 2.0 ** (dst.bits - 1), info.max, r).astype(dst.np)  # 2^63 itself rounds up
         return x.astype(dst.np)  # int -> int wraps like C
     f = x.astype(np.float32)  # exact for every narrower source; ints round to nearest
     if saturate and dst.name in _FP8_MAX:

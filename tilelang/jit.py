@@ -124,6 +124,8 @@ class JITFunction:
         if any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in sig.parameters.values()):
             raise KernelError(f"kernel {fn.__name__}: *args/**kwargs and positional-only parameters are not supported")
         self._source: Source | None = None
+        self._last: Specialization | None = None
+        self._fast = None  # the generated launcher (see _make_launcher)
         self._cache: dict = {}
         self._lock = threading.Lock()
 
@@ -206,42 +208,27 @@ class JITFunction:
 
     # ---- calling ----------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        # The launch path: key and launch arrays are built in one pass (the key as in bind()).
+        if self._fast is not None:
+            try:
+                return self._fast(*args, **kwargs)
+            except TypeError as e:
+                if e.__traceback__.tb_next is None:  # the arguments did not bind to the signature
+                    raise KernelError(f"{self.__name__}(): {str(e).replace('launch()', '').strip()}") from None
+                raise
+        # until a native specialization exists: bind, specialize, run; then a generated launcher takes over
         if kwargs or len(args) != len(self.names):
             bound = self._arguments(args, kwargs)
             args = [bound[n] for n in self.names]
-        key = [self._mode()]
-        values, ptrs, ints, floats = [], [], [], []
-        for is_const, v in zip(self.is_const, args):
-            if is_const:
-                key.append((type(v), v))
-                continue
-            if type(v) is np.ndarray and v.flags.c_contiguous and v.size:
-                key.append((v.dtype, v.ndim, True))
-                ptrs.append(_from_buffer(_CHARS, v, False))
-                ints += v.shape
-                ints += v.strides
-            elif type(v) is float:
-                key.append(dt.float32)
-                floats.append(v)
-            elif type(v) is int:
-                key.append(dt.int64)
-                ints.append(v)
-            else:  # everything else (strided views, other array types, NumPy scalars) takes the slow path
-                return self._call_slow(args)
-            values.append(v)
-        spec = self._cache.get(tuple(key))
-        if spec is None or spec.fn is None:
-            return self._call_slow(args)
-        if spec.written:
-            spec.check(values)
-        spec.fn(_newp(_PTRS, ptrs or 1), _newp(_INTS, ints or 1), _newp(_FLOATS, floats or 1), _PFOR[0])
+        self._call_slow(args)
+        if self._last is not None and self._last.fn is not None:
+            self._fast = _make_launcher(self, self._last)
 
     def _call_slow(self, args):
         key, values, consts = self.bind(args, {})
         spec = self._cache.get(key)
         if spec is None:
             spec = self._specialize(key, consts)
+        self._last = spec
         if spec.fn is None:
             spec.check(values)
             interp.run(spec.kernel, [_host(v) for v in values])
@@ -279,6 +266,53 @@ class JITFunction:
         kernel = self.trace(self.params(key), consts)
         compiled = compile_kernel(kernel, want_asm=True)
         return {"tile_ir": format_kernel(kernel), "llvm_ir": compiled.llvm_ir, "asm": compiled.asm}
+
+
+def _make_launcher(jf: JITFunction, spec: Specialization):
+    """A Python function with the kernel's own signature that packs arguments shaped like `spec`'s
+    (contiguous arrays, int and float scalars) without any loop, and falls back to the general path
+    for anything else. Like Triton's generated binder: the launch costs a few microseconds."""
+    runtime = [n for n, c in zip(jf.names, jf.is_const) if not c]
+    kinds = dict(zip(runtime, spec.kinds))
+    sig, conds, key, ptrs, ints, floats = [], [], ["_mode()"], [], [], []
+    for n, c in zip(jf.names, jf.is_const):
+        sig.append(f"{n}=_d[{n!r}]" if n in jf.defaults else n)
+        if c:
+            key.append(f"(type({n}), {n})")
+        elif kinds[n] == "a":
+            conds.append(f"type({n}) is _ndarray and {n}.flags.c_contiguous and {n}.size")
+            key.append(f"({n}.dtype, {n}.ndim, True)")
+            ptrs.append(f"_fb(_C, {n}, False)")
+            ints.append(f"*{n}.shape, *{n}.strides")
+        elif kinds[n] == "f":
+            conds.append(f"type({n}) is float")
+            key.append("_F32")
+            floats.append(n)
+        else:
+            conds.append(f"type({n}) is int")
+            key.append("_I64")
+            ints.append(n)
+    names = ", ".join(jf.names)
+    src = f"""
+def launch({", ".join(sig)}):
+    if {" and ".join(conds) or "True"}:
+        spec = _cache.get(({", ".join(key)},))
+        if spec is not None and spec.fn is not None:
+            vals = ({", ".join(runtime)},)
+            for i in spec.written:
+                if not vals[i].flags.writeable:
+                    break
+            else:
+                spec.fn(_newp(_P, [{", ".join(ptrs)}] or 1), _newp(_I, [{", ".join(ints)}] or 1),
+                        _newp(_FL, [{", ".join(floats)}] or 1), _pfor)
+                return
+    return _slow([{names}])
+"""
+    env = {"_d": jf.defaults, "_ndarray": np.ndarray, "_fb": _from_buffer, "_C": _CHARS, "_newp": _newp,
+           "_P": _PTRS, "_I": _INTS, "_FL": _FLOATS, "_pfor": _PFOR[0], "_cache": jf._cache, "_mode": jf._mode,
+           "_F32": dt.float32, "_I64": dt.int64, "_slow": jf._call_slow}
+    exec(compile(src, f"<tilelang launcher of {jf.__name__}>", "exec"), env)
+    return env["launch"]
 
 
 def _host(v):

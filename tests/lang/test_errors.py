@@ -126,7 +126,7 @@ def test_bad_arguments_fail_before_native_code():
     from tests.lang.kernels import add
     with pytest.raises(tl.KernelError, match="dtype float64"):
         add(np.zeros(4), np.zeros(4), np.zeros(4))
-    with pytest.raises(tl.KernelError, match="missing a required argument"):
+    with pytest.raises(tl.KernelError, match="missing .*required"):
         add(np.zeros(4, np.float32))
     ro = np.zeros(4, np.float32)
     ro.flags.writeable = False

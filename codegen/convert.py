@@ -1,0 +1,292 @@
+"""Exact bit-level dtype conversions, scalar or vector, emitted with an IRBuilder.
+
+LLVM representations (as codegen.llvm_util.reg_type): float32 -> float; float16 / bfloat16 -> i16
+bits; float8_e4m3fn / float8_e5m2 -> i8 bits; int8 / int32 / int64 -> i8 / i32 / i64; bool -> i1.
+Every function accepts a scalar or a `<N x T>` vector and returns the same lane count.
+
+All narrowing is integer bit arithmetic plus one float add for the subnormal range (round to
+nearest even, as in ml_dtypes and numpy); nothing lowers to a libcall, so no F16C / AVX512-FP16 is
+needed (`fptrunc`/`fpext` on `half` become `__truncsfhf2`/`__extendhfsf2` calls on baseline x86-64).
+Results are bit-exact against numpy / ml_dtypes `astype`, NaN payloads included:
+
+- bfloat16: NaN -> 0x7FC0 | sign (ml_dtypes); float16: NaN keeps its top 10 payload bits
+  without quieting, 0x7C01 if they are all zero (numpy); f16 -> f32 keeps the payload.
+  bfloat16 -> float16 goes through f32 like codegen.interpret, so a NaN keeps its payload
+  (ml_dtypes' direct astype gives 0x7E00 | sign there; every non-NaN result is identical).
+- FP8 (OCP OFP8, docs fp8-attention.md 1.1-1.4): RNE on the magnitude, subnormals kept, sign of
+  zero kept, overflow tested on the rounded magnitude. NaN -> 0x7F | sign (e4m3fn),
+  0x7E | sign (e5m2). Non-saturating: overflow and +-inf give NaN (e4m3fn) or +-inf (e5m2), as
+  ml_dtypes. Saturating: finite overflow and +-inf give +-max (448 / 57344), NaN stays NaN.
+  FP8 -> f32: NaN -> 0x7FC00000 | sign, as ml_dtypes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llvmlite import ir
+
+F32 = ir.FloatType()
+I1, I8, I16, I32, I64 = (ir.IntType(w) for w in (1, 8, 16, 32, 64))
+
+_F32_INF_BITS = 0x7F800000
+
+
+@dataclass(frozen=True)
+class _Format:
+    """A sign-magnitude binary float narrower than f32; codes are magnitudes (no sign bit)."""
+    exp_bits: int
+    man_bits: int
+    bias: int
+    max_code: int  # largest finite magnitude
+    inf_code: int | None  # None: no infinity (e4m3fn)
+    nan_code: int | None  # NaN produced on narrowing; None: numpy f16 payload rule
+    nan_canonical: bool  # widening NaN -> 0x7FC00000 (ml_dtypes fp8) instead of keeping payload
+
+    @property
+    def sign_shift(self) -> int:
+        return self.exp_bits + self.man_bits
+
+    @property
+    def int_type(self) -> ir.IntType:
+        return ir.IntType(self.sign_shift + 1)
+
+
+FLOAT16 = _Format(5, 10, 15, max_code=0x7BFF, inf_code=0x7C00, nan_code=None, nan_canonical=False)
+FP8 = {
+    "e4m3fn": _Format(4, 3, 7, max_code=0x7E, inf_code=None, nan_code=0x7F, nan_canonical=True),
+    "e5m2": _Format(5, 2, 15, max_code=0x7B, inf_code=0x7C, nan_code=0x7E, nan_canonical=True),
+}
+
+# dtype name -> LLVM element type of its value representation
+DTYPES = {
+    "float32": F32, "float16": I16, "bfloat16": I16, "float8_e4m3fn": I8, "float8_e5m2": I8,
+    "int8": I8, "int32": I32, "int64": I64, "bool": I1,
+}
+_FP8_DTYPES = {"float8_e4m3fn": "e4m3fn", "float8_e5m2": "e5m2"}
+_INT_BITS = {"int8": 8, "int32": 32, "int64": 64}
+
+
+def _like(x: ir.Value, elem: ir.Type) -> ir.Type:
+    """The type of `x` with its element type replaced by `elem` (same lane count)."""
+    if isinstance(x.type, ir.VectorType):
+        return ir.VectorType(elem, x.type.count)
+    return elem
+
+
+def _const(x: ir.Value, elem: ir.Type, value) -> ir.Constant:
+    return ir.Constant(_like(x, elem), value)
+
+
+def _elem(x: ir.Value) -> ir.Type:
+    return x.type.element if isinstance(x.type, ir.VectorType) else x.type
+
+
+def _expect(x: ir.Value, elem: ir.Type, what: str) -> None:
+    if _elem(x) != elem:
+        raise TypeError(f"{what} expects {elem} or <N x {elem}>, got {x.type}")
+
+
+def _split_f32(b: ir.IRBuilder, x: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
+    """(sign bit in place as i32, magnitude bits as i32, |x| as float)."""
+    bits = b.bitcast(x, _like(x, I32))
+    sign = b.and_(bits, _const(x, I32, 0x80000000))
+    mag = b.and_(bits, _const(x, I32, 0x7FFFFFFF))
+    return sign, mag, b.bitcast(mag, x.type)
+
+
+def _round_magnitude(b: ir.IRBuilder, mag: ir.Value, absf: ir.Value, fmt: _Format) -> ir.Value:
+    """RNE of a finite f32 magnitude to fmt's code (i32). Codes above max_code mean overflow."""
+    shift = 23 - fmt.man_bits
+    emin = 1 - fmt.bias
+    # Subnormal results: adding 2^(emin - man_bits + 23) leaves the code in the low bits of the
+    # sum, rounded to nearest even by the FPU; a round-up to the min normal carries correctly.
+    magic = _const(absf, F32, 2.0 ** (emin - fmt.man_bits + 23))
+    i32 = _like(mag, I32)
+    sub = b.sub(b.bitcast(b.fadd(absf, magic), i32), b.bitcast(magic, i32))
+    # Normal results: rebias the exponent, then add half an ulp minus one plus the lsb (RNE).
+    odd = b.and_(b.lshr(mag, _const(mag, I32, shift)), _const(mag, I32, 1))
+    bias = ((fmt.bias - 127) << 23) + (1 << (shift - 1)) - 1
+    norm = b.lshr(b.add(b.add(mag, _const(mag, I32, bias)), odd), _const(mag, I32, shift))
+    is_sub = b.icmp_unsigned("<", mag, _const(mag, I32, (127 + emin) << 23))
+    return b.select(is_sub, sub, norm)
+
+
+def _narrow(b: ir.IRBuilder, x: ir.Value, fmt: _Format, saturate: bool) -> ir.Value:
+    """f32 -> fmt bits (fmt.int_type), with the NaN / overflow rules in the module docstring."""
+    sign, mag, absf = _split_f32(b, x)
+    code = _round_magnitude(b, mag, absf, fmt)
+    if saturate:
+        over_code = fmt.max_code
+    else:
+        over_code = fmt.inf_code if fmt.inf_code is not None else fmt.nan_code
+    over = b.icmp_unsigned(">", code, _const(x, I32, fmt.max_code))  # +-inf lands here too
+    code = b.select(over, _const(x, I32, over_code), code)
+    if fmt.nan_code is not None:
+        nan = _const(x, I32, fmt.nan_code)
+    else:  # numpy f16: keep the top payload bits, never produce the inf pattern
+        payload = b.lshr(b.and_(mag, _const(x, I32, 0x007FFFFF)), _const(x, I32, 23 - fmt.man_bits))
+        zero = b.icmp_unsigned("==", payload, _const(x, I32, 0))
+        payload = b.select(zero, _const(x, I32, 1), payload)
+        nan = b.or_(payload, _const(x, I32, fmt.inf_code))
+    is_nan = b.icmp_unsigned(">", mag, _const(x, I32, _F32_INF_BITS))
+    code = b.select(is_nan, nan, code)
+    code = b.or_(code, b.lshr(sign, _const(x, I32, 31 - fmt.sign_shift)))
+    return b.trunc(code, _like(x, fmt.int_type))
+
+
+def _widen(b: ir.IRBuilder, bits: ir.Value, fmt: _Format) -> ir.Value:
+    """fmt bits -> f32, exact."""
+    i32 = _like(bits, I32)
+    v = b.zext(bits, i32)
+    sign = b.shl(b.and_(v, _const(bits, I32, 1 << fmt.sign_shift)), _const(bits, I32, 31 - fmt.sign_shift))
+    code = b.and_(v, _const(bits, I32, (1 << fmt.sign_shift) - 1))
+    shift = 23 - fmt.man_bits
+    man_mask = (1 << fmt.man_bits) - 1
+    normal = b.add(b.shl(code, _const(bits, I32, shift)), _const(bits, I32, (127 - fmt.bias) << 23))
+    # Subnormal (exponent 0, zero included): man * 2^(1 - bias - man_bits), exact in f32.
+    man = b.and_(code, _const(bits, I32, man_mask))
+    scale = _const(bits, F32, 2.0 ** (1 - fmt.bias - fmt.man_bits))
+    sub = b.bitcast(b.fmul(b.uitofp(man, _like(bits, F32)), scale), i32)
+    is_sub = b.icmp_unsigned("<=", code, _const(bits, I32, man_mask))
+    out = b.select(is_sub, sub, normal)
+    top = ((1 << fmt.exp_bits) - 1) << fmt.man_bits  # exponent all ones
+    if fmt.inf_code is not None:
+        special = b.or_(b.shl(code, _const(bits, I32, shift)), _const(bits, I32, _F32_INF_BITS))
+        if fmt.nan_canonical:
+            is_nan = b.icmp_unsigned(">", code, _const(bits, I32, top))
+            special = b.select(is_nan, _const(bits, I32, 0x7FC00000), special)
+        is_special = b.icmp_unsigned(">=", code, _const(bits, I32, top))
+    else:  # e4m3fn: only S.1111.111 is NaN, the rest of the top binade is finite
+        special = _const(bits, I32, 0x7FC00000)
+        is_special = b.icmp_unsigned("==", code, _const(bits, I32, top | man_mask))
+    out = b.select(is_special, special, out)
+    return b.bitcast(b.or_(out, sign), _like(bits, F32))
+
+
+def f32_to_bf16(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """float -> bfloat16 bits (i16): RNE, overflow -> inf, NaN -> 0x7FC0 | sign (as ml_dtypes)."""
+    _expect(x, F32, "f32_to_bf16")
+    sign, mag, _ = _split_f32(b, x)
+    odd = b.and_(b.lshr(mag, _const(x, I32, 16)), _const(x, I32, 1))
+    code = b.lshr(b.add(b.add(mag, _const(x, I32, 0x7FFF)), odd), _const(x, I32, 16))
+    is_nan = b.icmp_unsigned(">", mag, _const(x, I32, _F32_INF_BITS))
+    code = b.select(is_nan, _const(x, I32, 0x7FC0), code)
+    code = b.or_(code, b.lshr(sign, _const(x, I32, 16)))
+    return b.trunc(code, _like(x, I16))
+
+
+def bf16_to_f32(b: ir.IRBuilder, bits: ir.Value) -> ir.Value:
+    """bfloat16 bits (i16) -> float, exact (NaN payload kept)."""
+    _expect(bits, I16, "bf16_to_f32")
+    wide = b.shl(b.zext(bits, _like(bits, I32)), _const(bits, I32, 16))
+    return b.bitcast(wide, _like(bits, F32))
+
+
+def f32_to_f16(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """float -> IEEE half bits (i16): RNE, subnormals, overflow -> inf, NaN as numpy."""
+    _expect(x, F32, "f32_to_f16")
+    return _narrow(b, x, FLOAT16, saturate=False)
+
+
+def f16_to_f32(b: ir.IRBuilder, bits: ir.Value) -> ir.Value:
+    """IEEE half bits (i16) -> float, exact (NaN payload kept, as numpy)."""
+    _expect(bits, I16, "f16_to_f32")
+    return _widen(b, bits, FLOAT16)
+
+
+def _fp8_format(fmt: str) -> _Format:
+    if fmt not in FP8:
+        raise ValueError(f"unknown FP8 format {fmt!r}; expected one of {sorted(FP8)}")
+    return FP8[fmt]
+
+
+def f32_to_fp8(b: ir.IRBuilder, x: ir.Value, fmt: str, saturate: bool = False) -> ir.Value:
+    """float -> FP8 bits (i8), fmt "e4m3fn" or "e5m2"; OCP OFP8 rounding and overflow rules."""
+    _expect(x, F32, "f32_to_fp8")
+    return _narrow(b, x, _fp8_format(fmt), saturate)
+
+
+def fp8_to_f32(b: ir.IRBuilder, bits: ir.Value, fmt: str) -> ir.Value:
+    """FP8 bits (i8) -> float, exact; NaN -> 0x7FC00000 | sign."""
+    _expect(bits, I8, "fp8_to_f32")
+    return _widen(b, bits, _fp8_format(fmt))
+
+
+def _to_f32(b: ir.IRBuilder, x: ir.Value, src: str) -> ir.Value:
+    """Exact widening of a float dtype to f32."""
+    if src == "float32":
+        return x
+    if src == "float16":
+        return f16_to_f32(b, x)
+    if src == "bfloat16":
+        return bf16_to_f32(b, x)
+    return fp8_to_f32(b, x, _FP8_DTYPES[src])
+
+
+def _from_f32(b: ir.IRBuilder, x: ir.Value, dst: str, saturate: bool) -> ir.Value:
+    if dst == "float32":
+        return x
+    if dst == "float16":
+        return f32_to_f16(b, x)
+    if dst == "bfloat16":
+        return f32_to_bf16(b, x)
+    return f32_to_fp8(b, x, _FP8_DTYPES[dst], saturate)
+
+
+def _f32_to_int(b: ir.IRBuilder, x: ir.Value, width: int) -> ir.Value:
+    """Truncate toward zero; out of range saturates to the int range, NaN -> 0 (never poison)."""
+    lo = -(2.0 ** (width - 1))
+    hi = 2.0 ** (width - 1)
+    below_hi = float(2 ** (width - 1) - 2 ** max(width - 1 - 24, 0))  # largest f32 < hi
+    lo_c, below_c = _const(x, F32, lo), _const(x, F32, below_hi)
+    t = b.select(b.fcmp_ordered(">", x, lo_c), x, lo_c)  # NaN -> lo, fixed below
+    t = b.select(b.fcmp_ordered("<", t, below_c), t, below_c)
+    ity = ir.IntType(width)
+    r = b.fptosi(t, _like(x, ity))
+    r = b.select(b.fcmp_ordered(">=", x, _const(x, F32, hi)), _const(x, ity, 2 ** (width - 1) - 1), r)
+    return b.select(b.fcmp_unordered("uno", x, x), _const(x, ity, 0), r)
+
+
+def _nonzero(b: ir.IRBuilder, x: ir.Value, src: str) -> ir.Value:
+    """x != 0 as i1; NaN is true and -0 is false, as numpy astype(bool)."""
+    if src == "float32":
+        return b.fcmp_unordered("!=", x, _const(x, F32, 0.0))
+    if src in ("float16", "bfloat16"):
+        x = b.and_(x, _const(x, I16, 0x7FFF))
+    elif src in _FP8_DTYPES:
+        x = b.and_(x, _const(x, I8, 0x7F))
+    return b.icmp_unsigned("!=", x, ir.Constant(x.type, 0))
+
+
+def cast(b: ir.IRBuilder, x: ir.Value, src: str, dst: str, saturate: bool = False) -> ir.Value:
+    """Convert `x` (scalar or vector, in src's representation) to dtype `dst`, as numpy astype.
+
+    Floats widen exactly to f32 and narrow from there with one RNE rounding. `saturate` only
+    affects FP8 destinations (see `f32_to_fp8`). float -> int truncates toward zero; out-of-range
+    values saturate to the int range and NaN gives 0 (numpy's result there is platform-defined).
+    int -> float rounds through f32 (int32 -> bfloat16 therefore rounds twice, exactly like
+    ml_dtypes); int -> int sign-extends or wraps (numpy); bool -> number is 0 / 1;
+    number -> bool is x != 0.
+    """
+    for name in (src, dst):
+        if name not in DTYPES:
+            raise ValueError(f"unknown dtype {name!r}; expected one of {sorted(DTYPES)}")
+    _expect(x, DTYPES[src], f"cast from {src}")
+    if src == dst:
+        return x
+    if dst == "bool":
+        return _nonzero(b, x, src)
+    if src == "bool" and dst in _INT_BITS:
+        return b.zext(x, _like(x, DTYPES[dst]))
+    if src in _INT_BITS and dst in _INT_BITS:
+        ext = b.sext if _INT_BITS[dst] > _INT_BITS[src] else b.trunc
+        return ext(x, _like(x, DTYPES[dst]))
+    if src == "bool":
+        f = b.uitofp(x, _like(x, F32))
+    elif src in _INT_BITS:
+        f = b.sitofp(x, _like(x, F32))
+    else:
+        f = _to_f32(b, x, src)
+    if dst in _INT_BITS:
+        return _f32_to_int(b, f, _INT_BITS[dst])
+    return _from_f32(b, f, dst, saturate)
