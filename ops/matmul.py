@@ -43,6 +43,15 @@ def _block(a, b, c, z, i, j, K, BM, BN, BK):
     c[z, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
 
 
+def default_config(dtype: str, M: int, N: int, K: int) -> dict:
+    """The defaults of DEFAULTS, with the M tile shrunk to the next power of two for short M (decode-like
+    shapes: M = 1 would otherwise compute a whole BM-row tile of padding)."""
+    cfg = dict(DEFAULTS[dtype])
+    if M < cfg["BM"]:
+        cfg["BM"] = 1 << max(0, (M - 1).bit_length())
+    return cfg
+
+
 def ref_matmul(a: np.ndarray, b: np.ndarray, out_dtype=None) -> np.ndarray:
     """NumPy reference: float32 products of the (exactly widened) inputs, rounded to out_dtype."""
     r = np.matmul(a.astype(np.float32), b.astype(np.float32))
@@ -90,7 +99,7 @@ def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.
         return out
     c3 = out.reshape(batch + (M, N)) if out.flags.c_contiguous else None
     target = c3 if c3 is not None else np.empty(batch + (M, N), odt)
-    cfg = dict(config or DEFAULTS[da.name])
+    cfg = dict(config or default_config(da.name, M, N, K))
     matmul_kernel(_batched(a2, batch, (M, K)), _batched(b2, batch, (K, N)), target.reshape((-1, M, N)), **cfg)
     if c3 is None:
         out[...] = target.reshape(shape)

@@ -162,7 +162,7 @@ def test_reductions(kind, axis, d, m, n):
                                rtol=1e-2 if d == tl.bfloat16 else 1e-5, atol=1e-4 * n)
 
 
-CASTS = [tl.float32, tl.float16, tl.bfloat16, tl.int8, tl.int32, tl.bool_]
+CASTS = [tl.float32, tl.float16, tl.bfloat16, tl.float8_e4m3fn, tl.float8_e5m2, tl.int8, tl.int32, tl.bool_]
 
 
 @pytest.mark.parametrize("src", CASTS, ids=lambda d: d.name)
@@ -179,6 +179,21 @@ def test_casts(src, dst):
     y = np.zeros(150, dst.np)
     (_, yc), (_, yi) = both(k, x, y, D=dst)
     np.testing.assert_array_equal(yc.view(np.uint8), yi.view(np.uint8))
+
+
+@pytest.mark.parametrize("dst", [tl.float8_e4m3fn, tl.float8_e5m2], ids=lambda d: d.name)
+def test_saturating_fp8_cast(dst):
+    @tl.jit
+    def k(x, y, D: tl.constexpr, B: tl.constexpr = 64):
+        for i in tl.grid(tl.cdiv(x.shape[0], B)):
+            y[i * B:(i + 1) * B] = x[i * B:(i + 1) * B].to(D, saturate=True)
+    x = np.array([1e9, -1e9, np.inf, -np.inf, np.nan, 464.0, 465.0, 1.0, -0.0, 3e-9], np.float32)
+    y = np.zeros(x.size, dst.np)
+    (_, yc), (_, yi) = both(k, x, y, D=dst)
+    np.testing.assert_array_equal(yc.view(np.uint8), yi.view(np.uint8))
+    m = 448.0 if dst == tl.float8_e4m3fn else 57344.0
+    np.testing.assert_array_equal(yc[:4].astype(np.float32), [m, -m, m, -m])
+    assert np.isnan(yc[4].astype(np.float32))
 
 
 def test_arange_transpose_reshape_and_full():

@@ -1,0 +1,109 @@
+"""ops.matmul against NumPy/OpenBLAS (float32), PyTorch/oneDNN (bfloat16) and the measured peaks.
+
+    python -m benchmarks.matmul [--quick] [--threads N ...]
+
+Every ratio is taken in this run; the peaks come from JIT probes run just before (autotune.probes).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+import numpy as np
+
+import csrc
+import ops
+from autotune import probes
+from benchmarks.report import Row, show
+from benchmarks.timing import interleaved
+from codegen import dtypes as dt
+from ops.matmul import default_config
+
+SQUARE = (512, 1024, 2048, 4096)
+DECODE = ((1, 4096, 4096), (16, 4096, 4096), (64, 4096, 4096))
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    before = csrc.num_threads()
+    csrc.set_num_threads(n)
+    try:
+        yield
+    finally:
+        csrc.set_num_threads(before)
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict) -> Row:
+    rng = np.random.default_rng(m + n + k)
+    a = rng.standard_normal((m, k), np.float32).astype(dtype)
+    b = rng.standard_normal((k, n), np.float32).astype(dtype)
+    c = np.empty((m, n), dtype)
+    flops = 2.0 * m * n * k
+    fns = {"ours": lambda: ops.matmul(a, b, out=c)}
+    torch = _torch()
+    if dtype == np.float32:
+        fns["numpy"] = lambda: np.matmul(a, b)
+    if torch is not None:
+        ta = torch.from_numpy(a.view(np.int16)).view(torch.bfloat16) if dtype != np.float32 else torch.from_numpy(a)
+        tb = torch.from_numpy(b.view(np.int16)).view(torch.bfloat16) if dtype != np.float32 else torch.from_numpy(b)
+        fns["torch"] = lambda: torch.matmul(ta, tb)
+    with threads(nthreads):
+        if torch is not None:
+            torch.set_num_threads(nthreads)
+        ops.matmul(a, b, out=c)
+        ref = a.astype(np.float32) @ b.astype(np.float32)
+        got = c.astype(np.float32)
+        ok = bool(np.allclose(got, ref, rtol=1e-2 if dtype != np.float32 else 1e-4, atol=1e-3 * np.sqrt(k)))
+        t = interleaved(fns, rounds=3)
+    gf = flops / t["ours"] / 1e9
+    peak_name = "FMA" if dtype == np.float32 else "AMX bf16"
+    peak = peaks[(peak_name, nthreads)]
+    return Row("matmul", f"{m}x{n}x{k}", dt.from_numpy(dtype).name, nthreads, t["ours"], gflops=gf,
+               peak=f"{peak_name} peak {peak:,.0f}", pct_of_peak=100 * gf / peak if peak else None,
+               peers={p: {"gflops": flops / t[p] / 1e9, "ratio": t[p] / t["ours"]} for p in fns if p != "ours"},
+               config=default_config(dt.from_numpy(dtype).name, m, n, k), correct=ok)
+
+
+def measure_peaks(thread_counts) -> dict:
+    peaks = {}
+    for n in thread_counts:
+        peaks[("FMA", n)] = probes.fma_peak(threads=n)
+        peaks[("AMX bf16", n)] = probes.amx_bf16_peak(threads=n) or 0.0
+    return peaks
+
+
+def run(thread_counts=(None, 1), quick: bool = False) -> list[Row]:
+    counts = [csrc.num_threads() if t is None else t for t in thread_counts]
+    peaks = measure_peaks(counts)
+    sizes = SQUARE[:3] if quick else SQUARE
+    rows = []
+    for nthr in counts:
+        for dtype in (np.float32, dt.bfloat16.np):
+            for n in sizes if dtype == np.float32 else [s for s in sizes if s >= 1024]:
+                rows.append(case(n, n, n, dtype, nthr, peaks))
+            if dtype == np.float32:
+                for m, n, k in DECODE[: 1 if quick else None]:
+                    rows.append(case(m, n, k, dtype, nthr, peaks))
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="benchmarks.matmul")
+    p.add_argument("--quick", action="store_true", help="fewer shapes")
+    p.add_argument("--threads", type=int, nargs="*", default=None, help="thread counts (default: all, 1)")
+    args = p.parse_args(argv)
+    rows = run(tuple(args.threads) if args.threads else (None, 1), args.quick)
+    show(rows, "ops.matmul vs peers and peaks (ratios from this run; peaks from JIT probes)")
+    return 0 if all(r.correct for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
