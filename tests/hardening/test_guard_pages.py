@@ -1,0 +1,75 @@
+"""Every launch on arrays flush against guard pages: an out-of-bounds access would fault the worker.
+
+The launches run in a subprocess per batch; the parent reports how many ran.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+SCRIPT = textwrap.dedent('''
+    import json, sys
+    import numpy as np
+    from hypothesis import given, settings, strategies as st, HealthCheck
+    import ops, tilelang as tl
+    from tests.hardening.guard import guarded, fill
+    from tests.lang import kernels as K
+
+    launches = 0
+    rng = np.random.default_rng(0)
+
+    @settings(max_examples=int(sys.argv[1]), deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(m=st.integers(1, 150), n=st.integers(1, 150), k=st.integers(1, 150),
+           side=st.sampled_from(["before", "after"]), dtype=st.sampled_from(["float32", "bfloat16"]),
+           transpose=st.booleans())
+    def run(m, n, k, side, dtype, transpose):
+        global launches
+        d = np.float32 if dtype == "float32" else tl.bfloat16.np
+        x = fill(guarded((m, n), np.float32, side), rng)
+        y = guarded((m, n), np.float32, side)
+        K.softmax(x, y, BR=4, N=1 << (n - 1).bit_length())
+        launches += 1
+        v = fill(guarded((n,), np.float32, side), rng)
+        out = guarded((n,), np.float32, side)
+        K.add(v, v, out, B=64)
+        launches += 1
+        a = fill(guarded((k, m) if transpose else (m, k), d, side), rng)
+        a = a.T if transpose else a
+        b = fill(guarded((k, n), d, side), rng)
+        c = guarded((m, n), d, side)
+        ops.matmul(a, b, out=c)
+        launches += 1
+        lw, lb = fill(guarded((n,), np.float32, side), rng), fill(guarded((n,), np.float32, side), rng)
+        K.layer_norm(x, lw, lb, y, 1e-5, BR=4, N=256 if n <= 256 else 512)
+        launches += 1
+    run()
+    print(json.dumps({"launches": launches}))
+''')
+
+
+def test_launches_under_guard_pages():
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, "40"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, f"guarded launches failed (signal/exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    launches = json.loads(proc.stdout.strip().splitlines()[-1])["launches"]
+    print(f"{launches} launches under guard pages")
+    assert launches >= 160
+
+
+def test_the_guard_catches_an_out_of_bounds_read():
+    """The helper itself: reading one element past a guarded array must kill the process."""
+    probe = textwrap.dedent('''
+        import numpy as np
+        from tests.hardening.guard import guarded
+        a = guarded((10,), np.float32, "after")
+        past = np.lib.stride_tricks.as_strided(a, (11,), (4,))
+        print(float(past[10]))
+    ''')
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode < 0 or proc.returncode > 128, proc  # killed by SIGSEGV
