@@ -100,6 +100,44 @@ def run(report) -> None:
             report("first call, fresh process, warm disk cache", first * 1e3, "<= 20 ms", "load object code + run")
 
 
+def rows(quick: bool, threads: int, dtypes=None) -> list:
+    """tilebench rows: vector add and softmax, GB/s against NumPy and the copy-bandwidth probe."""
+    from autotune import probes
+    from benchmarks.energy import attach
+    from benchmarks.matmul import threads as thread_scope
+    from benchmarks.report import Row
+    out = []
+    with tempfile.TemporaryDirectory() as tmp, thread_scope(threads):
+        k = _load_kernels(tmp)
+        copy = probes.copy_bandwidth(threads)
+        rng = np.random.default_rng(0)
+        n = 1 << (22 if quick else 24)
+        a, b = rng.standard_normal((2, n), np.float32)
+        o, o_np = np.empty_like(a), np.empty_like(a)
+        k.add(a, b, o)
+        t = interleaved({"ours": lambda: k.add(a, b, o), "numpy": lambda: np.add(a, b, out=o_np)})
+        gb = 3 * a.nbytes / 1e9
+        row = Row("vector_add", f"{n}", "float32", threads, t["ours"], gbps=gb / t["ours"], peak="copy bandwidth",
+                  pct_of_peak=100 * gb / t["ours"] / copy, peers={"numpy": {"gbps": gb / t["numpy"],
+                                                                           "ratio": t["numpy"] / t["ours"]}},
+                  config={"B": 4096}, correct=bool(np.array_equal(o, a + b)))
+        out.append(attach(row, lambda: k.add(a, b, o), {("vector", "float32"): float(n)},
+                          {"offchip": 3.0 * a.nbytes}))
+        x = rng.standard_normal((2048 if quick else 4096, 4096), np.float32)
+        y, ref = np.empty_like(x), np.empty_like(x)
+        k.softmax(x, y, N=4096)
+        _numpy_softmax(x, ref)
+        t = interleaved({"ours": lambda: k.softmax(x, y, N=4096), "numpy": lambda: _numpy_softmax(x, ref)})
+        gb = 2 * x.nbytes / 1e9
+        row = Row("softmax", f"{x.shape[0]}x{x.shape[1]}", "float32", threads, t["ours"], gbps=gb / t["ours"],
+                  peak="copy bandwidth", pct_of_peak=100 * gb / t["ours"] / copy,
+                  peers={"numpy": {"gbps": gb / t["numpy"], "ratio": t["numpy"] / t["ours"]}},
+                  config={"BR": 8, "N": 4096}, correct=bool(np.allclose(y, ref, rtol=1e-5, atol=1e-7)))
+        out.append(attach(row, lambda: k.softmax(x, y, N=4096), {("vector", "float32"): 15.0 * x.size},
+                          {"offchip": 2.0 * x.nbytes}))
+    return out
+
+
 def main() -> None:
     from rich.console import Console
     from rich.table import Table

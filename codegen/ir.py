@@ -172,8 +172,8 @@ def format_kernel(k: Kernel, canonical: bool = False) -> str:
 
     def name(v: Value) -> str:
         return f"%{names.setdefault(v, len(names)) if canonical else v.id}"
-    params = ", ".join(f"{p.name}: {p.dtype.name}{'[' + ','.join('?' * p.ndim) + ']' if p.kind == 'array' else ''}"
-                       for p in k.params)
+    params = ", ".join(f"{p.name}: {p.dtype.name}" + (f"[{','.join('?' * p.ndim)}]{'' if p.unit_stride else ' strided'}"
+                                                    if p.kind == "array" else "") for p in k.params)
     lines = [f"kernel {k.name}({params}) {{"]
 
     def block(b: Block, depth: int) -> None:

@@ -133,3 +133,14 @@ def test_dump_ir_prints_each_pass(capsys):
         k(np.zeros(4, np.float32), np.zeros(4, np.float32))
     out = capsys.readouterr().out
     assert "after frontend" in out and "after dead_code" in out
+
+
+def test_strided_call_after_contiguous_one_gets_its_own_code(kernel_module):
+    """The unit-stride fact is part of the specialization, in memory and in the disk cache key."""
+    x = np.arange(600, dtype=np.float32)
+    y = np.zeros(300, np.float32)
+    kernel_module.scale(x[:300], y, 1.0)
+    np.testing.assert_array_equal(y, x[:300])
+    kernel_module.scale._cache.clear()  # force the disk path for the strided call too
+    kernel_module.scale(x[::2], y, 1.0)
+    np.testing.assert_array_equal(y, x[::2])

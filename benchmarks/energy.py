@@ -1,0 +1,31 @@
+"""Joules of a measured run: RAPL when the machine exposes it ("measured"), else the host model ("modeled")."""
+from __future__ import annotations
+
+import functools
+
+from autotune.accelerator import Accelerator
+from autotune.calibrate import host_accelerator
+from autotune.energy import EnergyMeter, modeled_host_power
+from benchmarks.report import Row
+
+
+@functools.cache
+def host_spec() -> Accelerator:
+    return host_accelerator()
+
+
+def attach(row: Row, fn, flops: dict, bytes_by_level: dict | None = None) -> Row:
+    """Fill row.joules / watts_source / flop_per_joule for one more run of `fn` (already timed in row.seconds).
+    `flops` maps (engine, dtype) to the run's FLOPs, as the accelerator model counts them."""
+    meter = EnergyMeter()
+    if meter.available:
+        with meter:
+            fn()
+        if meter.reading is not None:
+            row.joules, row.watts_source = meter.reading.joules, "measured"
+    if row.joules is None:
+        p = modeled_host_power(row.threads, flops, row.seconds, host_spec(), bytes_by_level=bytes_by_level)
+        row.joules, row.watts_source = p.joules, "modeled"
+    total = sum(flops.values())
+    row.flop_per_joule = total / row.joules if row.joules and total else None
+    return row
