@@ -66,11 +66,22 @@ def _intrinsic(b: ir.IRBuilder, base: str, ty: ir.Type) -> ir.Function:
 
 
 def _poly(b: ir.IRBuilder, r: ir.Value, coeffs) -> ir.Value:
-    """Horner evaluation of coeffs (highest degree first) at r, no FMA contraction."""
+    """Horner evaluation of coeffs (highest degree first) at r with `llvm.fmuladd`: one FMA per step
+    where the target has FMA, a multiply and an add elsewhere (never a library call)."""
+    fmuladd = _intrinsic3(b, "llvm.fmuladd", r.type)
     acc = _const(r, F32, coeffs[0])
     for c in coeffs[1:]:
-        acc = b.fadd(b.fmul(acc, r), _const(r, F32, c))
+        acc = b.call(fmuladd, [acc, r, _const(r, F32, c)])
     return acc
+
+
+def _intrinsic3(b: ir.IRBuilder, base: str, ty: ir.Type) -> ir.Function:
+    suffix = f"v{ty.count}f32" if isinstance(ty, ir.VectorType) else "f32"
+    name = f"{base}.{suffix}"
+    fn = b.module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(ty, [ty, ty, ty]), name=name)
+    return fn
 
 
 def _clamp(b: ir.IRBuilder, x: ir.Value, lo: float, hi: float) -> ir.Value:
