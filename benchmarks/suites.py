@@ -73,6 +73,8 @@ SUITES = {
     "matmul": Suite("matmul", "ops.matmul f32 vs NumPy/OpenBLAS, bf16 vs PyTorch/oneDNN, % of FMA/AMX peak",
                     _matmul_measure, _matmul_price),
     "core": Suite("core", "vector add and fused softmax vs NumPy, % of copy bandwidth", _module_rows("benchmarks.core")),
+    "fp8": Suite("fp8", "FP8 cast, quantize and scaled matmul vs ml_dtypes / PyTorch, % of copy bandwidth",
+                 _module_rows("benchmarks.fp8")),
     "attention": Suite("attention", "fused attention vs PyTorch SDPA, % of FMA/AMX peak",
                        _module_rows("benchmarks.attention")),
 }

@@ -1,7 +1,19 @@
 """Lowering of tl.dot: C[M, N] (+)= A[M, K] @ B[K, N] with float32 (int32 for int8) accumulation.
 
-Operands are packed into contiguous compute-type panels (the "on-chip" level), then a vectorized
-i-k-j kernel accumulates rows of C with FMAs along N.
+Like BLIS/oneDNN: the operand tiles are packed into contiguous micro-panels in the compute format of the
+chosen path (the "on-chip" level; lazy operands, e.g. masked loads, are emitted vector by vector straight
+into the pack), then a register-blocked micro-kernel runs over them.
+
+Paths (`fl.options["dot"]` forces one; "auto" takes the best the target has):
+- "fma": float32 FMA micro-kernel, MR x NR accumulators in vector registers (codegen/dot_kernel.py), at the
+  target's vector width (AVX-512: 16 lanes, AVX2: 8, baseline: 4). Narrow floats widen exactly to float32;
+  int8 x int8 runs the same kernel on int32 vectors.
+- "portable": the same kernel on 16-byte vectors using only generic LLVM vector operations.
+- "amx": bfloat16 / FP8 (widened exactly to bfloat16) on AMX tiles with `tdpbf16ps`, int8 with `tdpbssd`
+  (codegen/dot_amx.py). Without AMX, bfloat16/FP8 use AVX512-BF16 `vdpbf16ps` (codegen/dot_bf16.py) on
+  CPUs that have it and no AMX at all, else the FMA path (on Sapphire Rapids with AMX withheld by the OS,
+  vdpbf16ps measured at half the float32 FMA rate). float32 and float16 always take the FMA path
+  (float16 -> bfloat16 is not exact; float16 widens exactly to float32).
 """
 from __future__ import annotations
 
@@ -9,45 +21,141 @@ from llvmlite import ir
 
 from codegen import convert
 from codegen import dtypes as dt
+from codegen.dot_kernel import block_loops, fma_scheme
+from codegen.dot_pack import pack_panel, pack_panel_t, pack_rows, source_of, with_loader
 from codegen.ir import Node
-from codegen.llvm_util import I32, fma, for_range, i64, reg_type, splat
-from codegen.tiles import Buf, Lazy
+from codegen.llvm_util import i64, reg_type
+from codegen.tiles import Buf
+
+# (MR, NV) register blocks of the FMA micro-kernel by float32 lanes per vector
+# (AVX-512: 32 zmm registers; AVX2 and 16-byte vectors: 16 registers).
+FMA_BLOCKS = {16: (6, 4), 8: (6, 2), 4: (6, 2)}
+FMA_UNROLL = 4
+NARROW = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
 
 
-def _as(t, d):
-    """`t` converted to dtype `d` element by element (lazily)."""
-    if t.dtype == d:
-        return t
-    return Lazy(lambda b, idx, col, w: convert.cast(b, t.emit(b, idx, col, w), t.dtype.name, d.name), t.shape, d)
+def choose_path(fl, in_dtype: dt.DType) -> str:
+    """'amx', 'bf16' (vdpbf16ps), 'fma' or 'portable' for a dot of `in_dtype` operands."""
+    opts = fl.options or {}
+    mode = opts.get("dot", "auto")
+    if mode == "portable":
+        return "portable"
+    if mode == "fma":
+        return "fma"
+    if in_dtype.name in NARROW:
+        if opts.get("amx"):
+            return "amx"
+        # vdpbf16ps where it runs at full rate: on CPUs with AMX (Sapphire Rapids), where the OS did
+        # not grant AMX, it measured at half the float32 FMA rate, below widening + FMA
+        if opts.get("avx512bf16") and opts.get("vector_bytes", 0) >= 64 and not opts.get("cpu_amx", _host().amx):
+            return "bf16"
+    elif in_dtype == dt.int8 and opts.get("amx") and opts.get("amx_int8", "+amx-int8" in _host().features.split(",")):
+        return "amx"
+    return "fma"
+
+
+def _host():
+    from codegen.target import host_target
+    return host_target()
 
 
 def lower_dot(fl, n: Node, a, bt, acc: Buf | None) -> Buf:
+    path = choose_path(fl, n.srcs[0].dtype)
+    if path == "amx":
+        from codegen.dot_amx import lower_dot_amx
+        return lower_dot_amx(fl, n, a, bt, acc)
+    if path == "bf16":
+        from codegen.dot_bf16 import lower_dot_bf16
+        return lower_dot_bf16(fl, n, a, bt, acc)
+    return lower_dot_vector(fl, n, a, bt, acc, fma_lanes(fl, path))
+
+
+def fma_lanes(fl, path: str) -> int:
+    """float32 lanes per vector of the FMA ("fma") or 16-byte ("portable") micro-kernel."""
+    return fl.vlen if path == "fma" else min(fl.vlen, 4)
+
+
+def out_buffer(fl, n: Node, acc: Buf | None) -> Buf:
+    return acc if acc is not None else fl.alloca(n.result.shape, n.result.dtype, n.loc)
+
+
+def converter(b: ir.IRBuilder, src: dt.DType, dst: dt.DType):
+    if src == dst:
+        return lambda x: x
+    return lambda x: convert.cast(b, x, src.name, dst.name)
+
+
+def lower_dot_vector(fl, n: Node, a, bt, acc: Buf | None, V: int) -> Buf:
+    """The FMA / integer micro-kernel at V lanes (f32 or i32 compute)."""
     (M, K), N = n.srcs[0].shape, n.srcs[1].shape[1]
     out = n.result.dtype
     b = fl.b
-    A = fl.materialize(_as(a, out), loc=n.loc)
-    B = fl.materialize(_as(bt, out), loc=n.loc)
-    zero = ir.Constant(reg_type(out), None)
-    C = acc if acc is not None else fl.materialize(
-        Lazy(lambda b_, idx, col, w: splat(b_, zero, w), (M, N), out), into=fl.alloca((M, N), out, n.loc))
-    vl = fl.vlen
+    acc_t = reg_type(out)
+    MR, NV = FMA_BLOCKS.get(V, (4, 2))
+    if M < MR:  # few rows (GEMV-like): wider panels, so B streams along whole rows
+        NV = max(NV, min(-(-N // V), ((32 if V >= 16 else 16) - 4) // M))
+    NR = NV * V
+    sa, sb = source_of(fl, n.srcs[0]), source_of(fl, n.srcs[1])
+    # A: row-major M x K, or k-major (K x M) when the operand is a transpose; used in place when it
+    # already is a buffer of the compute type
+    a_rs, a_ks = (1, M) if sa.transposed else (K, 1)
+    if isinstance(sa.tile, Buf) and sa.dtype == out:
+        a_ptr = sa.tile.ptr
+    elif sa.from_array and sa.dtype == out and not sa.transposed:
+        # an in-bounds row-major tile of the array is read in place (its rows stream through the
+        # hardware prefetchers); an edge tile is packed through its masked loads
+        base, rs, ok = sa.resolve()
+        Ap = fl.alloca((M * K,), out, n.loc).ptr
+        pre = b.block
+        with b.if_then(b.not_(ok), likely=False):
+            pack_rows(fl, lambda b_, r, c0, w: sa.tile.emit(b_, [r], c0, w), lambda x: x, Ap, acc_t, rows=M,
+                      cols=K, dst_rs=K, w=V)
+            packed = b.block
+        a_ptr = b.phi(Ap.type)
+        a_ptr.add_incoming(base, pre)
+        a_ptr.add_incoming(Ap, packed)
+        a_rs = b.phi(rs.type)
+        a_rs.add_incoming(rs, pre)
+        a_rs.add_incoming(i64(K), packed)
+    else:
+        a_ptr = fl.alloca((M * K,), out, n.loc).ptr
+        rows, cols = (K, M) if sa.transposed else (M, K)
+        with_loader(fl, sa, lambda ld: pack_rows(fl, ld, converter(b, sa.dtype, out), a_ptr, acc_t, rows=rows,
+                                                 cols=cols, dst_rs=cols, w=V))
+    # B: one NR-column panel (k-major) at a time, packed just before its micro-kernels run: the buffer
+    # stays in L1/L2 and the panel's source rows are read once
+    Bp = fl.alloca((K * NR,), out, n.loc).ptr
+    pack = pack_panel_t if sb.transposed else pack_panel
+    cvt = converter(b, sb.dtype, out)
+    sb.resolve()
 
-    def row_update(i, k, col, w):
-        aik = b.extract_element(A.emit(b, [i], k, 1), ir.Constant(I32, 0))
-        bv = B.emit(b, [k], col, w)
-        cv = C.emit(b, [i], col, w)
-        if out == dt.float32:
-            r = fma(b, splat(b, aik, w), bv, cv)
-        else:
-            r = b.add(b.mul(splat(b, aik, w), bv), cv)
-        C.put(b, [i], col, r)
+    def pack_b(p, ncols):
+        with_loader(fl, sb, lambda ld: pack(fl, ld, cvt, Bp, acc_t, p, ncols, K=K, V=V, NV=NV))
 
-    with for_range(b, 0, M, 1, "dm") as i:
-        with for_range(b, 0, K, 1, "dk") as k:
-            full, rest = divmod(N, vl)
-            if full:
-                with for_range(b, 0, full * vl, vl, "dn") as col:
-                    row_update(i, k, col, vl)
-            if rest:
-                row_update(i, k, i64(full * vl), rest)
+    if M <= MR and sb.from_array and sb.dtype == out and not sb.transposed:
+        # one row block: every B element is used once, so whole panels of an in-bounds tile are read
+        # in place (the ragged last panel, and edge tiles, are packed through their masked loads)
+        base, rs, ok = sb.resolve()
+        packer = pack_b
+
+        def pack_b(p, ncols):
+            if ncols < NR:
+                packer(p, ncols)
+                return None
+            direct = b.gep(base, [b.mul(p, i64(NR))], source_etype=acc_t)
+            pre = b.block
+            with b.if_then(b.not_(ok), likely=False):
+                packer(p, ncols)
+                packed = b.block
+            ptr = b.phi(Bp.type)
+            ptr.add_incoming(direct, pre)
+            ptr.add_incoming(Bp, packed)
+            step = b.phi(rs.type)
+            step.add_incoming(rs, pre)
+            step.add_incoming(i64(NR), packed)
+            return ptr, step
+    C = out_buffer(fl, n, acc)
+    block_loops(b, fma_scheme(V, acc_t), M=M, N=N, steps=K, MR=MR, NV=NV, unroll=FMA_UNROLL,
+                a_ptr=a_ptr, a_rs=a_rs, a_ks=a_ks, b_ptr=Bp, b_step=NR, b_panel=0, c_ptr=C.ptr,
+                init_zero=acc is None, pack_panel=pack_b)
     return C

@@ -1,0 +1,225 @@
+"""tl.dot on AMX tiles: bfloat16 (and FP8 widened exactly to bfloat16) with `tdpbf16ps`, int8 with `tdpbssd`.
+
+Register-explicit intrinsics (tile numbers as i8 immediates), one tile configuration for all eight tiles
+(16 rows x 64 bytes): tiles 0-3 hold a 2 x 2 block of 16 x 16 float32 / int32 accumulators (32 x 32 of C),
+4-5 two 16-row A tiles, 6-7 two B tiles. Per k step (32 bf16 / 64 int8) two A and two B tile loads feed
+four tile products, each tile reloaded right after its last use; the accumulators stay in tiles across
+the whole k loop. Row blocks outer, column blocks inner: a 32-row block of A stays in L1 while the
+contiguous 32-column blocks of B stream through it.
+
+Operands are packed (dot_pack.py), zero-padded to whole tiles:
+- A: row-major Mp x Kp (Mp a multiple of 16, Kp of the k step).
+- B: VNNI groups of G = 4 / element size consecutive k (dot_pack.Vnni), in blocks of 32 columns.
+C tiles are loaded from / stored to the accumulator buffer in place when it has whole tiles; otherwise
+they start at zero, go to a padded scratch and are added into C row by row.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from codegen import convert
+from codegen import dtypes as dt
+from codegen.dot_pack import Vnni, pack_rows, pack_vnni, pack_vnni_t, source_of, with_loader, zero_rows
+from codegen.ir import Node
+from codegen.llvm_util import I8, I16, I32, for_range, i64, intrinsic, reg_type, vec
+from codegen.tiles import Buf
+
+TILE_ROWS, TILE_BYTES = 16, 64
+C_TILES, A_TILES, B_TILES = (0, 1, 2, 3), (4, 5), (6, 7)
+VOID = ir.VoidType()
+CB = 32  # columns per B layout block
+
+
+def _t(n: int) -> ir.Constant:
+    return ir.Constant(I8, n)
+
+
+def tile_config(module: ir.Module) -> ir.GlobalVariable:
+    """The 64-byte palette-1 configuration: every tile 16 rows x 64 bytes."""
+    g = module.globals.get("tl.amx.cfg")
+    if g is None:
+        t = ir.ArrayType(I8, 64)
+        raw = [0] * 64
+        raw[0] = 1
+        for tile in range(8):
+            raw[16 + 2 * tile] = TILE_BYTES        # bytes per row (uint16, little endian)
+            raw[48 + tile] = TILE_ROWS
+        g = ir.GlobalVariable(module, t, "tl.amx.cfg")
+        g.initializer = ir.Constant(t, raw)
+        g.global_constant = True
+        g.linkage = "internal"
+        g.align = 64
+    return g
+
+
+def _load(b, tile, ptr, stride):
+    intrinsic(b, "llvm.x86.tileloadd64", VOID, [_t(tile), ptr, stride])
+
+
+def _store(b, tile, ptr, stride):
+    intrinsic(b, "llvm.x86.tilestored64", VOID, [_t(tile), ptr, stride])
+
+
+def bf16_bits(b, x):
+    """float32 register vector -> bfloat16 bits by truncation (exact for values bfloat16 holds)."""
+    t = x.type
+    return b.trunc(b.lshr(b.bitcast(x, vec(I32, t.count)), ir.Constant(vec(I32, t.count), [16] * t.count)),
+                   vec(I16, t.count))
+
+
+def lower_dot_amx(fl, n: Node, a, bt, acc: Buf | None) -> Buf:
+    (M, K), N = n.srcs[0].shape, n.srcs[1].shape[1]
+    din, out = n.srcs[0].dtype, n.result.dtype
+    b = fl.b
+    int8 = din == dt.int8
+    G = 4 if int8 else 2                     # k values per 32-bit VNNI group
+    KS = TILE_BYTES // (1 if int8 else 2)    # k per tile product
+    et = I8 if int8 else I16
+    es = 1 if int8 else 2
+    Mp, Np, Kp = -(-M // 16) * 16, -(-N // 16) * 16, -(-K // KS) * KS
+    acc_t = reg_type(out)
+
+    def cvt_of(d):
+        if d == din and d in (dt.bfloat16, dt.int8):
+            return lambda x: x
+        return lambda x: bf16_bits(b, convert.cast(b, x, d.name, "float32"))
+
+    sa, sb = source_of(fl, n.srcs[0]), source_of(fl, n.srcs[1])
+    # ---- A: Mp x Kp row-major
+    a_ptr, a_stride = _pack_a(fl, n, a, sa, cvt_of(sa.dtype), M=M, K=K, Mp=Mp, Kp=Kp, KS=KS, et=et), i64(Kp * es)
+    # ---- B: VNNI groups in blocks of CB columns
+    Bp = fl.alloca((Kp * Np,), din if din in (dt.bfloat16, dt.int8) else dt.bfloat16, n.loc).ptr
+    cvt = cvt_of(sb.dtype)
+    lay = Vnni(Kp, Np, G, CB)
+    pack = pack_vnni_t if sb.transposed else pack_vnni
+    with_loader(fl, sb, lambda ld: pack(fl, ld, cvt, Bp, et, lay, K=K, N=N))
+    # ---- C: in place when whole tiles, else a padded scratch added in afterwards
+    whole = M % 16 == 0 and N % 16 == 0
+    if whole:
+        C = acc if acc is not None else fl.alloca((M, N), out, n.loc)
+        c_ptr, c_ld, c_init = C.ptr, N, acc is not None
+    else:
+        C = acc
+        c_ptr, c_ld, c_init = fl.alloca((Mp * Np,), out, n.loc).ptr, Np, False
+
+    amx_loops(b, Mp=Mp, Np=Np, Kp=Kp, int8=int8, a_ptr=a_ptr, a_stride=a_stride, Bp=Bp, lay=lay, c_ptr=c_ptr,
+              c_ld=c_ld, c_init=c_init, acc_t=acc_t)
+
+    if whole:
+        return C
+    # C[:M, :N] (+)= scratch
+    if C is None:
+        C = fl.alloca((M, N), out, n.loc)
+        add = False
+    else:
+        add = True
+    V = fl.vlen
+    scratch = Buf(c_ptr, (Mp, Np), out)
+
+    def row_add(idx, col, w):
+        x = scratch.emit(b, idx, col, w)
+        if add:
+            y = C.emit(b, idx, col, w)
+            x = b.fadd(y, x) if out == dt.float32 else b.add(y, x)
+        C.put(b, idx, col, x)
+    with for_range(b, 0, M, 1, "amx.o") as i:
+        nf, nr = divmod(N, V)
+        if nf:
+            with for_range(b, 0, nf * V, V, "amx.oc") as c0:
+                row_add([i], c0, V)
+        if nr:
+            row_add([i], i64(nf * V), nr)
+    return C
+
+
+def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, Bp, lay: Vnni, c_ptr, c_ld: int,
+              c_init: bool, acc_t) -> None:
+    """C[Mp, Np] (row stride c_ld; loaded first when c_init, else zero) += A @ B over 2 x 2 tile blocks:
+    A at a_ptr (bytes, row stride a_stride), B packed in `lay` at Bp."""
+    G = 4 if int8 else 2
+    KS = TILE_BYTES // (1 if int8 else 2)
+    et = I8 if int8 else I16
+    es = 1 if int8 else 2
+    product = "llvm.x86.tdpbssd" if int8 else "llvm.x86.tdpbf16ps"
+    c_stride = i64(c_ld * 4)
+    intrinsic(b, "llvm.x86.ldtilecfg", VOID, [tile_config(b.module)])
+
+    def block(i0, j0, mt: int, nt: int):
+        """C[i0 : i0+16*mt, j0 : j0+16*nt] with mt x nt accumulator tiles (i0, j0 i64 values)."""
+        ctiles = [[C_TILES[2 * r + c] for c in range(nt)] for r in range(mt)]
+        cptr = [[b.gep(c_ptr, [b.add(b.mul(b.add(i0, i64(16 * r)), i64(c_ld)), b.add(j0, i64(16 * c)))],
+                       source_etype=acc_t) for c in range(nt)] for r in range(mt)]
+        for r in range(mt):
+            for c in range(nt):
+                if c_init:
+                    _load(b, ctiles[r][c], cptr[r][c], c_stride)
+                else:
+                    intrinsic(b, "llvm.x86.tilezero", VOID, [_t(ctiles[r][c])])
+        arow = [b.gep(a_ptr, [b.mul(b.add(i0, i64(16 * r)), a_stride)], source_etype=I8) for r in range(mt)]
+        width = min(lay.CB, 16 * nt)         # columns of the layout block(s) these B tiles sit in
+        bcol = []
+        for c in range(nt):
+            n0 = b.add(j0, i64(16 * c))
+            off = b.add(b.mul(b.udiv(n0, i64(lay.CB)), i64(lay.block_base(1))), b.mul(b.urem(n0, i64(lay.CB)), i64(G)))
+            bcol.append(b.gep(Bp, [off], source_etype=et))
+        b_stride = i64(width * G * es)
+        with for_range(b, 0, Kp // KS, 1, "amx.k") as kt:
+            aoff = b.mul(kt, i64(KS * es))
+            boff = b.mul(kt, i64(KS // G * width * G))
+
+            def lda(r):
+                _load(b, A_TILES[r], b.gep(arow[r], [aoff], source_etype=I8), a_stride)
+
+            def ldb(c):
+                _load(b, B_TILES[c], b.gep(bcol[c], [boff], source_etype=et), b_stride)
+
+            def tdp(r, c):
+                intrinsic(b, product, VOID, [_t(ctiles[r][c]), _t(A_TILES[r]), _t(B_TILES[c])])
+            if mt == 2 and nt == 2:  # each tile reloaded right after its last use (tiles are not renamed)
+                lda(0), ldb(0), tdp(0, 0), ldb(1), tdp(0, 1), lda(1), tdp(1, 0), tdp(1, 1)
+            else:
+                for r in range(mt):
+                    lda(r)
+                for c in range(nt):
+                    ldb(c)
+                for r in range(mt):
+                    for c in range(nt):
+                        tdp(r, c)
+        for r in range(mt):
+            for c in range(nt):
+                _store(b, ctiles[r][c], cptr[r][c], c_stride)
+
+    def cols(i0, mt):
+        full, rem = divmod(Np // 16, 2)
+        if full:
+            with for_range(b, 0, full * 32, 32, "amx.j") as j0:
+                block(i0, j0, mt, 2)
+        if rem:
+            block(i0, i64(full * 32), mt, 1)
+
+    full, rem = divmod(Mp // 16, 2)
+    if full:
+        with for_range(b, 0, full * 32, 32, "amx.i") as i0:
+            cols(i0, 2)
+    if rem:
+        cols(i64(full * 32), 1)
+    intrinsic(b, "llvm.x86.tilerelease", VOID, [])
+
+
+def _pack_a(fl, n, a, sa, cvt, *, M, K, Mp, Kp, KS, et):
+    """A packed row-major Mp x Kp, zero-padded. (Reading an in-bounds tile of the array in place instead
+    measured slower: its rows miss in the middle of the tile loop.)"""
+    Ap = fl.alloca((Mp * Kp,), dt.int8 if et == I8 else dt.bfloat16, n.loc).ptr
+
+    def pack(load):
+        pack_rows(fl, load, cvt, Ap, et, rows=M, cols=K, dst_rs=Kp, w=KS, pad_to=Kp)
+        zero_rows(fl, Ap, et, start=M, stop=Mp, row_len=Kp, w=KS)
+
+    if sa.transposed:  # rows of the operand gathered through its lazy transpose
+        pack(lambda b_, r, c0, w: a.emit(b_, [r], c0, w))
+    else:
+        with_loader(fl, sa, pack)
+    return Ap
+
+
+__all__ = ["lower_dot_amx", "amx_loops", "tile_config", "bf16_bits"]

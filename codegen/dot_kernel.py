@@ -1,0 +1,204 @@
+"""The register-blocked micro-kernel of tl.dot on vector units (FMA, integer, AVX512-BF16).
+
+C[M, N] (+)= A[M, K] @ B[K, N], the operands laid out for it:
+- A: element (i, s) of k-step s at `a_ptr + i*a_rs + s*a_ks` (`a_elem` units): row-major A has a_ks = 1
+  (a_rs = K packed, or the array's row stride when a tile is read in place), k-major (a transposed
+  operand) a_rs = 1, a_ks = M.
+- B: NR-column panels; in panel p, k-step s, vector v at `b_ptr + p*b_panel + s*b_step + v*b_vw`
+  (`b_elem` units). A ragged last panel has its last vector zero-padded, so whole vectors are read.
+  `b_panel` = 0 reuses one buffer that each panel is packed into just before it runs.
+- C: a row-major buffer (row stride N) of float32 / int32.
+
+For each NR-column panel and MR-row block the MR x NV accumulator vectors stay in registers across all
+k-steps (a do-while loop unrolled by U, phi-carried accumulators), each k-step broadcasting one A value per
+row against NV vectors of B. Partial row blocks (M % MR) and column panels (N % NR) are separate, smaller
+instances of the same code; partial C vectors are read and written with constant masks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from llvmlite import ir
+
+from codegen.llvm_util import I1, I64, for_range, i64, masked_load, masked_store, splat, vec
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """What one k-step of the micro-kernel does."""
+    V: int                 # lanes of an accumulator vector
+    acc_t: ir.Type         # accumulator element type (float / i32)
+    a_elem: ir.Type        # what one A load reads (float, i32 = a bf16 pair, ...)
+    b_elem: ir.Type        # B panel element type
+    b_vw: int              # B elements per vector (V for FMA, 2V for a bf16 pair vector)
+    mac: Callable          # mac(b, acc, a_scalar, b_vector) -> acc
+    b_align: int           # alignment of B vector loads (bytes)
+
+
+def fmuladd(b, x, y, z):
+    t = x.type
+    name = f"llvm.fmuladd.v{t.count}f32"
+    fn = b.module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(t, [t, t, t]), name=name)
+    return b.call(fn, [x, y, z])
+
+
+def fma_scheme(V: int, acc_t: ir.Type) -> Scheme:
+    if isinstance(acc_t, ir.FloatType):
+        def mac(b, acc, a, bv):
+            return fmuladd(b, splat(b, a, V), bv, acc)
+    else:
+        def mac(b, acc, a, bv):
+            return b.add(b.mul(splat(b, a, V), bv), acc)
+    return Scheme(V, acc_t, acc_t, acc_t, V, mac, min(64, V * 4))
+
+
+def _lane_mask(V: int, w: int) -> ir.Constant:
+    return ir.Constant(vec(I1, V), [1 if i < w else 0 for i in range(V)])
+
+
+def _c_load(b, ptr, V, w, t):
+    if w == V:
+        return b.load(ptr, typ=vec(t, V), align=4)
+    return masked_load(b, ptr, _lane_mask(V, w), ir.Constant(vec(t, V), None), 4)
+
+
+def _c_store(b, val, ptr, V, w):
+    if w == V:
+        b.store(val, ptr, align=4)
+    else:
+        masked_store(b, val, ptr, _lane_mask(V, w), 4)
+
+
+def micro_kernel(b: ir.IRBuilder, s: Scheme, *, steps: int, unroll: int, mr: int, widths: list[int],
+                 a_base: ir.Value, a_rs, a_ks: int, b_base: ir.Value, b_step,
+                 c_base: ir.Value, c_rs: int, init_zero: bool) -> None:
+    """One MR x NR block: C[0:mr, 0:sum(widths)] (+)= A[0:mr, :] @ Bpanel, pointers already offset.
+    `a_rs` and `b_step` are ints or i64 values (a B panel read in place from an array)."""
+    V, nv = s.V, len(widths)
+    vt = vec(s.acc_t, V)
+    b_align = s.b_align if isinstance(b_step, int) else _size(s.b_elem)
+    # one pointer per A row, loop-invariant: each broadcast is then `[row_r + k*size]`, no address
+    # arithmetic on the FMA ports inside the loop
+    a_rows = [b.gep(a_base, [_scaled(b, a_rs, r)], source_etype=s.a_elem) if r else a_base for r in range(mr)]
+    cptrs = [[b.gep(c_base, [i64(r * c_rs + v * V)], source_etype=s.acc_t) for v in range(nv)] for r in range(mr)]
+    if init_zero:
+        accs = [ir.Constant(vt, None)] * (mr * nv)
+    else:
+        accs = [_c_load(b, cptrs[r][v], V, widths[v], s.acc_t) for r in range(mr) for v in range(nv)]
+
+    def step(k, accs, u):
+        """accs after k-step `k + u` (k an i64 value)."""
+        kk = b.add(k, i64(u)) if u else k
+        bo = b.mul(kk, i64(b_step) if isinstance(b_step, int) else b_step)
+        bvs = [b.load(b.gep(b_base, [b.add(bo, i64(v * s.b_vw))], source_etype=s.b_elem),
+                      typ=vec(s.b_elem, s.b_vw), align=b_align) for v in range(nv)]
+        ao = b.mul(kk, i64(a_ks)) if a_ks != 1 else kk
+        out = list(accs)
+        for r in range(mr):
+            a = b.load(b.gep(a_rows[r], [ao], source_etype=s.a_elem), typ=s.a_elem,
+                       align=_size(s.a_elem))
+            for v in range(nv):
+                out[r * nv + v] = s.mac(b, out[r * nv + v], a, bvs[v])
+        return out
+
+    def unrolled(k, accs):
+        for u in range(unroll):
+            accs = step(k, accs, u)
+        return accs
+
+    full = steps // unroll
+    accs = _loop_carried(b, i64(0), full, unroll, accs, unrolled)
+    for u in range(steps - full * unroll):
+        accs = step(i64(full * unroll), accs, u)
+    for r in range(mr):
+        for v in range(nv):
+            _c_store(b, accs[r * nv + v], cptrs[r][v], V, widths[v])
+
+
+def _loop_carried(b, start, count: int, stride: int, values: list, body) -> list:
+    """A do-while loop of `count` iterations, i = start, start+stride, ...; `body(i, values) -> values`
+    (vectors carried in registers through phis). Returns the values after the loop."""
+    if count <= 0:
+        return values
+    if count == 1:
+        return body(start, values)
+    pre = b.block
+    loop = b.append_basic_block("uk.loop")
+    done = b.append_basic_block("uk.done")
+    b.branch(loop)
+    b.position_at_end(loop)
+    i = b.phi(I64, name="uk.k")
+    i.add_incoming(start, pre)
+    phis = []
+    for v0 in values:
+        p = b.phi(v0.type)
+        p.add_incoming(v0, pre)
+        phis.append(p)
+    cur = body(i, phis)
+    nxt = b.add(i, i64(stride))
+    i.add_incoming(nxt, b.block)
+    for p, c in zip(phis, cur):
+        p.add_incoming(c, b.block)
+    b.cbranch(b.icmp_signed("<", nxt, b.add(start, i64(count * stride))), loop, done)
+    b.position_at_end(done)
+    return cur
+
+
+def _scaled(b, x, k: int):
+    """x * k for an int or an i64 value x."""
+    return i64(x * k) if isinstance(x, int) else b.mul(x, i64(k))
+
+
+def _size(t: ir.Type) -> int:
+    return 4 if isinstance(t, ir.FloatType) else max(1, t.width // 8)
+
+
+def block_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, MR: int, NV: int, unroll: int,
+                a_ptr: ir.Value, a_rs, a_ks: int, b_ptr: ir.Value, b_step: int,
+                c_ptr: ir.Value, init_zero: bool, b_panel: int | None = None,
+                pack_panel: Callable | None = None) -> None:
+    """All MR x NR blocks of C[M, N]: panels outer (the B panel stays in L1), row blocks inner.
+    B panel p starts `b_panel` elements after panel p-1 (default steps*b_step; 0: one panel buffer
+    reused). `pack_panel(p, ncols)` is emitted before the row blocks of each panel; it may return the
+    (base, k step) the panel is to be read from instead."""
+    V = s.V
+    NR = NV * V
+    npan_full, nrem = divmod(N, NR)
+    mfull, mrem = divmod(M, MR)
+    panel_elems = steps * b_step if b_panel is None else b_panel
+
+    def panel(p, widths):
+        bpan = b.gep(b_ptr, [b.mul(p, i64(panel_elems))], source_etype=s.b_elem)
+        step = b_step
+        if pack_panel is not None:
+            bpan, step = pack_panel(p, sum(widths)) or (bpan, step)
+        ncol0 = b.mul(p, i64(NR))
+
+        def rows(i0, mr):
+            a_base = b.gep(a_ptr, [b.mul(i0, a_rs if not isinstance(a_rs, int) else i64(a_rs))],
+                           source_etype=s.a_elem)
+            c_base = b.gep(c_ptr, [b.add(b.mul(i0, i64(N)), ncol0)], source_etype=s.acc_t)
+            micro_kernel(b, s, steps=steps, unroll=unroll, mr=mr, widths=widths, a_base=a_base, a_rs=a_rs,
+                         a_ks=a_ks, b_base=bpan, b_step=step, c_base=c_base, c_rs=N, init_zero=init_zero)
+        if mfull == 1:
+            rows(i64(0), MR)
+        elif mfull > 1:
+            with for_range(b, 0, mfull * MR, MR, "uk.i") as i0:
+                rows(i0, MR)
+        if mrem:
+            rows(i64(mfull * MR), mrem)
+
+    if npan_full == 1:
+        panel(i64(0), [V] * NV)
+    elif npan_full > 1:
+        with for_range(b, 0, npan_full, 1, "uk.p") as p:
+            panel(p, [V] * NV)
+    if nrem:
+        nv = -(-nrem // V)
+        panel(i64(npan_full), [min(V, nrem - v * V) for v in range(nv)])
+
+
+__all__ = ["Scheme", "fma_scheme", "micro_kernel", "block_loops", "fmuladd"]
