@@ -13,6 +13,7 @@ import os
 
 from codegen.analysis import analyze
 from codegen.counts import KernelCounts
+from tilelang.jit import ESTIMATOR
 
 from autotune.accelerator import Accelerator, get_accelerator
 from autotune.pricing import Estimate, price
@@ -39,3 +40,6 @@ def estimate(kernel_fn, *args, target: str | os.PathLike[str] | Accelerator = "h
     """
     acc = target if isinstance(target, Accelerator) else get_accelerator(target)
     return price(counts(kernel_fn, *args, **constexprs), acc, threads=threads)
+
+
+ESTIMATOR[0] = estimate  # `kernel.estimate(...)` on every @tl.jit kernel

@@ -105,6 +105,8 @@ def _pfor():
 
 
 _PFOR: list = []
+# The accelerator model (a layer above) registers its `estimate` here when imported: JITFunction.estimate.
+ESTIMATOR: list = [None]
 
 
 class JITFunction:
@@ -258,6 +260,12 @@ class JITFunction:
 
     def _compile(self, kernel: Kernel, consts):
         return compile_kernel(kernel)
+
+    def estimate(self, *args, target="host", **kwargs):
+        """Price this call on an accelerator model without running it (see `autotune.estimate`)."""
+        if ESTIMATOR[0] is None:
+            raise KernelError("pricing lives in the autotune package: `import autotune` first")
+        return ESTIMATOR[0](self, *args, target=target, **kwargs)
 
     def inspect(self, *args, **kwargs) -> dict:
         """Tile IR, LLVM IR and assembly of the specialization these arguments select."""

@@ -81,3 +81,14 @@ def test_nothing_runs():
 def test_rejects_non_kernels():
     with pytest.raises(TypeError, match="tl.jit"):
         estimate(lambda x: x, np.ones(3))
+
+
+def test_estimate_is_a_method_of_every_kernel():
+    import numpy as np
+
+    import autotune  # noqa: F401 - registers the pricing behind kernel.estimate
+    from ops.matmul import matmul_kernel
+    a = np.zeros((1, 256, 256), np.float32)
+    e = matmul_kernel.estimate(a, a, a.copy(), target="trn2", BM=64, BN=64, BK=64)
+    direct = autotune.estimate(matmul_kernel, a, a, a.copy(), target="trn2", BM=64, BN=64, BK=64)
+    assert e.seconds == direct.seconds and e.flops == 2 * 256 ** 3
