@@ -32,13 +32,14 @@ class Row:
 
 def table(rows: list[Row], title: str) -> Table:
     t = Table(title=title)
-    for col in ("op", "shape", "dtype", "thr", "rate", "% of peak", "peers (ratio ours/peer)", "ok"):
-        t.add_column(col, justify="right" if col in ("thr", "rate", "% of peak") else "left")
+    for col in ("op", "shape", "dtype", "thr", "rate", "% of peak", "perf/W", "peers (ratio ours/peer)", "ok"):
+        t.add_column(col, justify="right" if col in ("thr", "rate", "% of peak", "perf/W") else "left")
     for r in rows:
         rate = f"{r.gflops:,.1f} GFLOP/s" if r.gflops is not None else f"{r.gbps:,.1f} GB/s"
         pct = f"{r.pct_of_peak:.0f}% {r.peak}" if r.pct_of_peak is not None else "-"
         peers = ", ".join(f"{k} {v['ratio']:.2f}x" for k, v in r.peers.items()) or "-"
-        t.add_row(r.op, r.shape, r.dtype, str(r.threads), rate, pct, peers, "yes" if r.correct else "NO")
+        ppw = f"{r.flop_per_joule / 1e9:,.1f} GFLOP/J {r.watts_source}" if r.flop_per_joule else "-"
+        t.add_row(r.op, r.shape, r.dtype, str(r.threads), rate, pct, ppw, peers, "yes" if r.correct else "NO")
     return t
 
 
