@@ -73,7 +73,7 @@ class Specialization:
             v = values[i]
             if not v.flags.writeable:
                 raise KernelError(f"`{self.kernel.params[i].name}` is written by the kernel but is read-only")
-            if any(st == 0 and n > 1 for st, n in zip(v.strides, v.shape)):
+            if v.size and any(st == 0 and n > 1 for st, n in zip(v.strides, v.shape)):
                 raise KernelError(f"`{self.kernel.params[i].name}` is written by the kernel but is a broadcast "
                                   "(zero-stride) view: its elements alias")
 
