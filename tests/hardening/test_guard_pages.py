@@ -12,6 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 SCRIPT = textwrap.dedent('''
     import json, sys
+    import ml_dtypes
     import numpy as np
     from hypothesis import given, settings, strategies as st, HealthCheck
     import ops, tilelang as tl
@@ -46,6 +47,16 @@ SCRIPT = textwrap.dedent('''
         lw, lb = fill(guarded((n,), np.float32, side), rng), fill(guarded((n,), np.float32, side), rng)
         K.layer_norm(x, lw, lb, y, 1e-5, BR=4, N=256 if n <= 256 else 512)
         launches += 1
+        q8 = guarded((m, n), ml_dtypes.float8_e4m3fn, side)
+        ops.cast_fp8(x, out=q8)
+        launches += 1
+        q, s = ops.quantize_fp8(x, scaling="row")
+        ops.dequantize_fp8(q, s, scaling="row")
+        launches += 2
+        qa = fill(guarded((1, 1, m, 16), np.float32, side), rng)
+        kv = fill(guarded((1, 1, n, 16), np.float32, side), rng)
+        ops.attention(qa, kv, kv, causal=transpose)
+        launches += 1
     run()
     print(json.dumps({"launches": launches}))
 ''')
@@ -58,7 +69,7 @@ def test_launches_under_guard_pages():
     assert proc.returncode == 0, f"guarded launches failed (signal/exit {proc.returncode}):\n{proc.stderr[-3000:]}"
     launches = json.loads(proc.stdout.strip().splitlines()[-1])["launches"]
     print(f"{launches} launches under guard pages")
-    assert launches >= 160
+    assert launches >= 40 * 8
 
 
 def test_the_guard_catches_an_out_of_bounds_read():
