@@ -64,6 +64,9 @@ class MemoryLevel:
     per_core: bool  # capacity and bandwidth are per core (True) or one shared level (False)
     bandwidth_bytes_per_s: float
     pj_per_byte: float
+    # False where the same instruction stream that computes also moves this level's bytes (a CPU core's
+    # packing and L1/L2 traffic): its time adds to the compute time instead of overlapping it
+    overlaps_compute: bool = True
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ class Accelerator:
         for m in self.memory:
             keys += [f"memory.{m.name}.{k}" for k in ("bandwidth_bytes_per_s", "pj_per_byte")]
             keys += [f"memory.{m.name}.capacity_bytes"] if m.capacity_bytes is not None else []
+            keys += [f"memory.{m.name}.overlaps_compute"] if not m.overlaps_compute else []
         for f in fields(TileConstraints):
             value = getattr(self.tile, f.name)
             if f.name == "contraction_packing":
@@ -176,7 +180,7 @@ class Accelerator:
                          "multicore_efficiency": e.multicore_efficiency} for e in self.engines],
             "memory": [{"name": m.name, "role": m.role, "capacity_bytes": m.capacity_bytes,
                         "per_core": m.per_core, "bandwidth_bytes_per_s": m.bandwidth_bytes_per_s,
-                        "pj_per_byte": m.pj_per_byte} for m in self.memory],
+                        "pj_per_byte": m.pj_per_byte, "overlaps_compute": m.overlaps_compute} for m in self.memory],
             "tile": tile, "sources": dict(self.sources),
         }
 
@@ -281,6 +285,13 @@ def _parse_engine(r: _Reader, d: Any, i: int) -> Engine:
     return eng
 
 
+def _flag(r: "_Reader", d: Any, key: str, where: str, default: bool) -> bool:
+    value = d.get(key, default) if isinstance(d, dict) else default
+    if not isinstance(value, bool):
+        raise r.fail(f"{where}.{key}", f"expected true or false, got {value!r}")
+    return value
+
+
 def _parse_level(r: _Reader, d: Any, i: int) -> MemoryLevel:
     name = r.name(d, f"memory[{i}]")
     where = f"memory[{i}] ({name})"
@@ -291,7 +302,8 @@ def _parse_level(r: _Reader, d: Any, i: int) -> MemoryLevel:
                        capacity_bytes=r.number(d, "capacity_bytes", where, None, integer=True),
                        per_core=per_core,
                        bandwidth_bytes_per_s=r.number(d, "bandwidth_bytes_per_s", where),
-                       pj_per_byte=r.number(d, "pj_per_byte", where, positive=False))
+                       pj_per_byte=r.number(d, "pj_per_byte", where, positive=False),
+                       overlaps_compute=_flag(r, d, "overlaps_compute", where, True))
 
 
 def _parse_tile(r: _Reader, d: Any) -> TileConstraints:

@@ -79,15 +79,20 @@ def price(counts: KernelCounts, acc: Accelerator, *, threads: int | None = None)
         label = f"{eng.role}:{use}"
         times[label] = times.get(label, 0.0) + flops / rate
 
+    serial: set[str] = set()  # levels whose traffic the compute instruction stream itself carries
     for role, nbytes in sorted(counts.bytes.items()):
         if nbytes <= 0:
             continue
         level = _level(acc, role)
         bw = level.bandwidth_bytes_per_s * (parallel if level.per_core else 1.0)
         times[level.name] = times.get(level.name, 0.0) + nbytes / bw
+        if not level.overlaps_compute:
+            serial.add(level.name)
 
     notes += capacity_diagnostics(counts, acc, cores_used)
-    busy = max(times.values(), default=0.0)
+    engines = [t for k, t in times.items() if ":" in k]
+    core = max(engines, default=0.0) + sum(times[k] for k in serial)
+    busy = max([core] + [t for k, t in times.items() if ":" not in k and k not in serial])
     overhead = acc.program_overhead_s * waves
     bound = max(times, key=times.__getitem__) if times else "overhead"
     if overhead > busy:
