@@ -168,7 +168,7 @@ def _brief(res) -> dict:
 
 
 def _change(loss: float) -> str:
-    return f"loses {loss:.1%}" if loss >= 0 else f"gains {-loss:.1%} (within the timing noise)"
+    return f"loses {loss:.1%}" if loss >= 0 else f"gains {-loss:.1%}"
 
 
 def verdicts(r: dict) -> list[tuple[str, str, bool]]:
@@ -204,9 +204,12 @@ def print_report(r: dict, console: Console) -> None:
     if ex["config"] == la["config"]:
         console.print("perf/W winner = latency winner: " + " ".join(f"{k}={v}" for k, v in ex["config"].items()))
     else:
-        console.print(f"the perf/W winner {_change(r['ppw_winner_latency_loss'])} latency against the latency winner; "
-                      f"the latency winner {_change(r['latency_winner_ppw_loss'])} perf/W against the perf/W winner "
-                      "(re-timed together)")
+        console.print(f"re-timed together: the perf/W winner {_change(r['ppw_winner_latency_loss'])} latency against "
+                      f"the latency winner; the latency winner {_change(r['latency_winner_ppw_loss'])} perf/W against "
+                      "the perf/W winner")
+        if r["ppw_winner_latency_loss"] < 0 or r["latency_winner_ppw_loss"] < 0:
+            console.print("  (a winner beaten on its own objective here won its tuning run by timing noise: the runs "
+                          "are minutes apart on a shared machine)")
     if ex["energy"] == "modeled":
         console.print("  energy is modeled from the time on this host (no RAPL counters): static and per-core power "
                       "x time dominate the counted data movement, so the two objectives rank configs almost alike")
