@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 import tilelang as tl
+from autotune import Config, lookup
 from codegen import dtypes as dt
 from ops._checks import as_array, check_out, dtype_of, overlaps
 
@@ -41,6 +42,21 @@ def _block(a, b, c, z, i, j, K, BM, BN, BK):
     for k in tl.range(tl.cdiv(K, BK)):
         acc += tl.dot(a[z, i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[z, k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
     c[z, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
+
+
+SPACE = {"BM": [32, 64, 128, 256, 512], "BN": [64, 128, 256, 512], "BK": [64, 128, 256, 512], "ORDER": ["ij", "ji"]}
+_TUNED: dict = {}  # (dtype, log2 buckets of M, N, K) -> config: the tuning database read once per bucket
+
+
+def tuned_config(dtype: str, a3, b3, c3) -> dict:
+    """The tuned config for this call's shape bucket from the tuning database (`tilebench tune matmul`
+    fills it), else the defaults."""
+    (_, M, K), N = a3.shape, b3.shape[2]
+    bucket = (dtype, M.bit_length(), N.bit_length(), K.bit_length())
+    if bucket not in _TUNED:
+        default = Config(**default_config(dtype, M, N, K))
+        _TUNED[bucket] = dict(lookup(matmul_kernel, (a3, b3, c3), SPACE, default=default).kwargs)
+    return _TUNED[bucket]
 
 
 def default_config(dtype: str, M: int, N: int, K: int) -> dict:
@@ -99,8 +115,8 @@ def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.
         return out
     c3 = out.reshape(batch + (M, N)) if out.flags.c_contiguous else None
     target = c3 if c3 is not None else np.empty(batch + (M, N), odt)
-    cfg = dict(config or default_config(da.name, M, N, K))
-    matmul_kernel(_batched(a2, batch, (M, K)), _batched(b2, batch, (K, N)), target.reshape((-1, M, N)), **cfg)
+    a3, b3, c3 = _batched(a2, batch, (M, K)), _batched(b2, batch, (K, N)), target.reshape((-1, M, N))
+    matmul_kernel(a3, b3, c3, **(config or tuned_config(da.name, a3, b3, c3)))
     if c3 is None:
         out[...] = target.reshape(shape)
     return out
