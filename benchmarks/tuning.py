@@ -8,7 +8,7 @@ from codegen import dtypes as dt
 
 def _matmul(console) -> None:
     import autotune
-    from ops import matmul as mm
+    from ops.matmul import _TUNED, SPACE, matmul_kernel, ref_matmul
     for name in ("float32", "bfloat16"):
         d = dt.BY_NAME[name].np
         for n in (1024, 2048):
@@ -17,9 +17,9 @@ def _matmul(console) -> None:
             b = rng.standard_normal((1, n, n), np.float32).astype(d)
             c = np.empty((1, n, n), d)
             console.print(f"tuning matmul {name} n={n} (strategy model, objective perf_per_watt)")
-            autotune.tune(mm.matmul_kernel, (a, b, c), mm.SPACE, strategy="model", budget=0.15,
-                          reference=lambda a, b, c: mm.ref_matmul(a, b, c.dtype), verbose=True)
-    mm._TUNED.clear()
+            autotune.tune(matmul_kernel, (a, b, c), SPACE, strategy="model", budget=0.15,
+                          reference=lambda a, b, c: ref_matmul(a, b, c.dtype), verbose=True)
+    _TUNED.clear()
 
 
 TUNERS = {"matmul": _matmul}

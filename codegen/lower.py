@@ -14,18 +14,18 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from codegen import convert, mathlib
+from codegen import convert
 from codegen import dtypes as dt
 from codegen.dot import lower_dot
 from codegen.dtypes import DType
 from codegen.ir import (BINARY, COMPARE, Block, CompileError, Kernel, Node, Op, Value, walk)
-from codegen.llvm_util import (F32, I1, I32, I64, PTR, alloca, const_bits, nbytes, for_range, i64, iota, masked_gather,
+from codegen.llvm_util import (F32, I32, I64, PTR, alloca, const_bits, nbytes, for_range, i64, iota, masked_gather,
                                masked_load, masked_scatter, masked_store, mem_type, reg_type, splat, vec,
                                from_mem, to_mem)
-from codegen.tiles import Buf, Lazy, zero_index
+from codegen.scalar_ops import arith, clamp_lanes, combiner, gather_lanes, hreduce, identity
+from codegen.tiles import Buf, Lazy
 
 STACK_LIMIT = 2 << 20  # bytes of tile buffers per function (worker threads have >= 8 MiB stacks)
-_CHEAP = frozenset({Op.CONST, Op.ARANGE, Op.BROADCAST, Op.RESHAPE})
 
 
 @dataclass(frozen=True)
@@ -244,8 +244,8 @@ class FunctionLowering:
         s, stride, size = dims[-1]
         pos = b.add(s, col)
         # lanes [lo, hi) are inside the array: clamp in scalar i64, compare lane numbers in i32
-        lo = _clamp(b, b.neg(pos), w)
-        hi = _clamp(b, b.sub(size, pos), w)
+        lo = clamp_lanes(b, b.neg(pos), w)
+        hi = clamp_lanes(b, b.sub(size, pos), w)
         if ok is not None:
             hi = b.select(ok, hi, i64(0))
         lane = iota(I32, w)
@@ -331,7 +331,7 @@ class FunctionLowering:
         cd = dt.compute_type(src_d)
         if cd != src_d:
             xs = [convert.cast(b, x, src_d.name, "float32") for x in xs]
-        r = _arith(b, op, xs, cd)
+        r = arith(b, op, xs, cd)
         if op not in COMPARE and cd != out_d:
             r = convert.cast(b, r, cd.name, out_d.name)
         return r
@@ -373,14 +373,14 @@ class FunctionLowering:
                 for sd, od in zip(src_big[:-1], out_big[:-1]):
                     sidx[sd] = idx[od]
                 return t.emit(b, sidx, col, w)
-            return _gather_lanes(b, lambda c: element(b, idx, c), col, w)
+            return gather_lanes(b, lambda c: element(b, idx, c), col, w)
         self.env[n.result] = Lazy(emit, shape, n.result.dtype, isinstance(t, Buf) or getattr(t, "cheap", False))
 
     def op_transpose(self, n: Node) -> None:
         src = self.materialize(self.tile(n.srcs[0]), loc=n.loc)
 
         def emit(b, idx, col, w):
-            return _gather_lanes(b, lambda c: src.emit(b, [c], idx[0], 1), col, w)
+            return gather_lanes(b, lambda c: src.emit(b, [c], idx[0], 1), col, w)
         self.env[n.result] = Lazy(emit, n.result.shape, n.result.dtype, True)
 
     # ---- reductions ---------------------------------------------------------------------------
@@ -392,8 +392,8 @@ class FunctionLowering:
         b = self.b
         out_shape = out.shape if out.shape else (1,)
         buf = self.alloca(out_shape, out.dtype, n.loc)
-        combine = _combiner(kind, cd)
-        ident = _identity(kind, cd)
+        combine = combiner(kind, cd)
+        ident = identity(kind, cd)
         shape = src.shape
 
         def widen(v):
@@ -412,9 +412,9 @@ class FunctionLowering:
                     with for_range(b, 0, full * self.vlen, self.vlen, "r") as col:
                         accp.put(b, [], i64(0), combine(b, accp.emit(b, [], i64(0), self.vlen),
                                                         widen(t.emit(b, idx, col, self.vlen))))
-                    total = _hreduce(b, accp.emit(b, [], i64(0), self.vlen), combine)
+                    total = hreduce(b, accp.emit(b, [], i64(0), self.vlen), combine)
                 if rest:
-                    part = _hreduce(b, widen(t.emit(b, idx, i64(full * self.vlen), rest)), combine)
+                    part = hreduce(b, widen(t.emit(b, idx, i64(full * self.vlen), rest)), combine)
                     total = part if total is None else combine(b, total, part)
                 oidx = list(idx) + ([i64(0)] if keep else [])
                 if not oidx:
@@ -616,112 +616,6 @@ class _FnPtr:
     @property
     def args(self):
         return ()
-
-
-def _clamp(b, x, w: int):
-    """min(max(x, 0), w) on i64."""
-    x = b.select(b.icmp_signed("<", x, i64(0)), i64(0), x)
-    return b.select(b.icmp_signed(">", x, i64(w)), i64(w), x)
-
-
-def _gather_lanes(b, element, col, w: int):
-    """A `<w x T>` vector built from single-element reads `element(col + lane)` (each `<1 x T>`)."""
-    out = None
-    for lane in range(w):
-        x = b.extract_element(element(b.add(col, i64(lane))), ir.Constant(I32, 0))
-        if out is None:
-            out = ir.Constant(vec(x.type, w), ir.Undefined)
-        out = b.insert_element(out, x, ir.Constant(I32, lane))
-    return out
-
-
-def _arith(b: ir.IRBuilder, op: Op, xs, d: DType) -> ir.Value:
-    x = xs[0]
-    y = xs[1] if len(xs) > 1 else None
-    if d.is_float:
-        if op == Op.ADD: return b.fadd(x, y)
-        if op == Op.SUB: return b.fsub(x, y)
-        if op == Op.MUL: return b.fmul(x, y)
-        if op == Op.DIV: return b.fdiv(x, y)
-        if op == Op.MAXIMUM: return b.select(b.fcmp_unordered("uno", x, x), x, b.select(b.fcmp_ordered(">", x, y), x, y))
-        if op == Op.MINIMUM: return b.select(b.fcmp_unordered("uno", x, x), x, b.select(b.fcmp_ordered("<", x, y), x, y))
-        if op == Op.FLOORDIV:
-            return _floor(b, b.fdiv(x, y))
-        if op == Op.MOD:  # x - floor(x / y) * y, NumPy's float remainder up to rounding of the quotient
-            return b.fsub(x, b.fmul(_floor(b, b.fdiv(x, y)), y))
-        if op in COMPARE:
-            return b.fcmp_ordered({Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "=="}[op], x, y) \
-                if op != Op.NE else b.fcmp_unordered("!=", x, y)
-        if op == Op.NEG: return b.fneg(x)
-        if op == Op.ABS: return b.select(b.fcmp_ordered("<", x, ir.Constant(x.type, None)), b.fneg(x), b.fadd(x, ir.Constant(x.type, None)))
-        return {Op.EXP: mathlib.exp, Op.EXP2: mathlib.exp2, Op.LOG: mathlib.log, Op.SQRT: mathlib.sqrt,
-                Op.RSQRT: mathlib.rsqrt}[op](b, x)
-    zero = ir.Constant(x.type, None)
-    if op == Op.ADD: return b.add(x, y)
-    if op == Op.SUB: return b.sub(x, y)
-    if op == Op.MUL: return b.mul(x, y)
-    if op == Op.AND: return b.and_(x, y)
-    if op == Op.OR: return b.or_(x, y)
-    if op == Op.NOT: return b.not_(x)
-    if op == Op.NEG: return b.neg(x)
-    if op == Op.ABS: return b.select(b.icmp_signed("<", x, zero), b.neg(x), x)
-    if op == Op.MAXIMUM: return b.select(b.icmp_signed(">", x, y), x, y)
-    if op == Op.MINIMUM: return b.select(b.icmp_signed("<", x, y), x, y)
-    if op in COMPARE:
-        return b.icmp_signed({Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "==", Op.NE: "!="}[op], x, y)
-    if op in (Op.FLOORDIV, Op.MOD):
-        # Python semantics (floor), and x // 0 == x % 0 == 0 and MIN // -1 wraps, never a trap
-        one = ir.Constant(x.type, [1] * x.type.count) if isinstance(x.type, ir.VectorType) else ir.Constant(x.type, 1)
-        bad = b.or_(b.icmp_signed("==", y, zero), b.icmp_signed("==", y, b.neg(one)))
-        ys = b.select(bad, one, y)
-        q, r = b.sdiv(x, ys), b.srem(x, ys)
-        adj = b.and_(b.icmp_signed("!=", r, zero), b.icmp_signed("!=", b.icmp_signed("<", r, zero),
-                                                                  b.icmp_signed("<", ys, zero)))
-        if op == Op.FLOORDIV:
-            q = b.select(adj, b.sub(q, one), q)
-            return b.select(b.icmp_signed("==", y, zero), zero, b.select(bad, b.neg(x), q))
-        r = b.select(adj, b.add(r, ys), r)
-        return b.select(bad, zero, r)
-    raise CompileError(f"{op.name.lower()} is not defined for {d.name}")
-
-
-def _floor(b, x):
-    from codegen.llvm_util import intrinsic, _suffix
-    return intrinsic(b, f"llvm.floor.{_suffix(x.type)}", x.type, [x])
-
-
-def _combiner(kind: str, d: DType):
-    op = {"sum": Op.ADD, "max": Op.MAXIMUM, "min": Op.MINIMUM}[kind]
-    return lambda b, x, y: _arith(b, op, [x, y], d)
-
-
-def _identity(kind: str, d: DType) -> ir.Constant:
-    if kind == "sum":
-        return const_bits(0, d)
-    if d.is_float:
-        return const_bits(float("-inf") if kind == "max" else float("inf"), d)
-    lo, hi = -(1 << (d.bits - 1)), (1 << (d.bits - 1)) - 1
-    return const_bits(lo if kind == "max" else hi, d)
-
-
-def _hreduce(b, v, combine):
-    """Tree reduction of a vector to a scalar."""
-    w = v.type.count
-    while w > 1:
-        half = (w + 1) // 2
-        lo = b.shuffle_vector(v, v, ir.Constant(vec(I32, half), list(range(half))))
-        hi_idx = [i + half if i + half < w else i for i in range(half)]
-        hi = b.shuffle_vector(v, v, ir.Constant(vec(I32, half), hi_idx))
-        if w % 2:  # the odd lane pairs with itself in `hi`; fold it with lane 0 once
-            merged = combine(b, lo, hi)
-            last = half - 1
-            keep = b.extract_element(lo, ir.Constant(I32, last))
-            merged = b.insert_element(merged, keep, ir.Constant(I32, last))
-            v = merged
-        else:
-            v = combine(b, lo, hi)
-        w = half
-    return b.extract_element(v, ir.Constant(I32, 0))
 
 
 def lower_kernel(kernel: Kernel, name: str, vlen: int, options: dict | None = None) -> ir.Module:

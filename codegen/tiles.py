@@ -56,7 +56,3 @@ class Lazy:
 
 
 Tile = Buf | Lazy
-
-
-def zero_index(n: int) -> list[ir.Value]:
-    return [ir.Constant(I64, 0)] * n

@@ -1,0 +1,115 @@
+"""Element-level arithmetic on register values (scalars or vectors of any width), shared by the lowering:
+the semantics of every elementwise op and reduction combiner, written once."""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from codegen import mathlib
+from codegen.dtypes import DType
+from codegen.ir import COMPARE, CompileError, Op
+from codegen.llvm_util import I32, _suffix, const_bits, i64, intrinsic, vec
+
+
+def clamp_lanes(b, x, w: int):
+    """min(max(x, 0), w) on i64."""
+    x = b.select(b.icmp_signed("<", x, i64(0)), i64(0), x)
+    return b.select(b.icmp_signed(">", x, i64(w)), i64(w), x)
+
+
+def gather_lanes(b, element, col, w: int):
+    """A `<w x T>` vector built from single-element reads `element(col + lane)` (each `<1 x T>`)."""
+    out = None
+    for lane in range(w):
+        x = b.extract_element(element(b.add(col, i64(lane))), ir.Constant(I32, 0))
+        if out is None:
+            out = ir.Constant(vec(x.type, w), ir.Undefined)
+        out = b.insert_element(out, x, ir.Constant(I32, lane))
+    return out
+
+
+def arith(b: ir.IRBuilder, op: Op, xs, d: DType) -> ir.Value:
+    x = xs[0]
+    y = xs[1] if len(xs) > 1 else None
+    if d.is_float:
+        if op == Op.ADD: return b.fadd(x, y)
+        if op == Op.SUB: return b.fsub(x, y)
+        if op == Op.MUL: return b.fmul(x, y)
+        if op == Op.DIV: return b.fdiv(x, y)
+        if op == Op.MAXIMUM: return b.select(b.fcmp_unordered("uno", x, x), x, b.select(b.fcmp_ordered(">", x, y), x, y))
+        if op == Op.MINIMUM: return b.select(b.fcmp_unordered("uno", x, x), x, b.select(b.fcmp_ordered("<", x, y), x, y))
+        if op == Op.FLOORDIV:
+            return floor(b, b.fdiv(x, y))
+        if op == Op.MOD:  # x - floor(x / y) * y, NumPy's float remainder up to rounding of the quotient
+            return b.fsub(x, b.fmul(floor(b, b.fdiv(x, y)), y))
+        if op in COMPARE:
+            return b.fcmp_ordered({Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "=="}[op], x, y) \
+                if op != Op.NE else b.fcmp_unordered("!=", x, y)
+        if op == Op.NEG: return b.fneg(x)
+        if op == Op.ABS: return b.select(b.fcmp_ordered("<", x, ir.Constant(x.type, None)), b.fneg(x), b.fadd(x, ir.Constant(x.type, None)))
+        return {Op.EXP: mathlib.exp, Op.EXP2: mathlib.exp2, Op.LOG: mathlib.log, Op.SQRT: mathlib.sqrt,
+                Op.RSQRT: mathlib.rsqrt}[op](b, x)
+    zero = ir.Constant(x.type, None)
+    if op == Op.ADD: return b.add(x, y)
+    if op == Op.SUB: return b.sub(x, y)
+    if op == Op.MUL: return b.mul(x, y)
+    if op == Op.AND: return b.and_(x, y)
+    if op == Op.OR: return b.or_(x, y)
+    if op == Op.NOT: return b.not_(x)
+    if op == Op.NEG: return b.neg(x)
+    if op == Op.ABS: return b.select(b.icmp_signed("<", x, zero), b.neg(x), x)
+    if op == Op.MAXIMUM: return b.select(b.icmp_signed(">", x, y), x, y)
+    if op == Op.MINIMUM: return b.select(b.icmp_signed("<", x, y), x, y)
+    if op in COMPARE:
+        return b.icmp_signed({Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "==", Op.NE: "!="}[op], x, y)
+    if op in (Op.FLOORDIV, Op.MOD):
+        # Python semantics (floor), and x // 0 == x % 0 == 0 and MIN // -1 wraps, never a trap
+        one = ir.Constant(x.type, [1] * x.type.count) if isinstance(x.type, ir.VectorType) else ir.Constant(x.type, 1)
+        bad = b.or_(b.icmp_signed("==", y, zero), b.icmp_signed("==", y, b.neg(one)))
+        ys = b.select(bad, one, y)
+        q, r = b.sdiv(x, ys), b.srem(x, ys)
+        adj = b.and_(b.icmp_signed("!=", r, zero), b.icmp_signed("!=", b.icmp_signed("<", r, zero),
+                                                                  b.icmp_signed("<", ys, zero)))
+        if op == Op.FLOORDIV:
+            q = b.select(adj, b.sub(q, one), q)
+            return b.select(b.icmp_signed("==", y, zero), zero, b.select(bad, b.neg(x), q))
+        r = b.select(adj, b.add(r, ys), r)
+        return b.select(bad, zero, r)
+    raise CompileError(f"{op.name.lower()} is not defined for {d.name}")
+
+
+def floor(b, x):
+    return intrinsic(b, f"llvm.floor.{_suffix(x.type)}", x.type, [x])
+
+
+def combiner(kind: str, d: DType):
+    op = {"sum": Op.ADD, "max": Op.MAXIMUM, "min": Op.MINIMUM}[kind]
+    return lambda b, x, y: arith(b, op, [x, y], d)
+
+
+def identity(kind: str, d: DType) -> ir.Constant:
+    if kind == "sum":
+        return const_bits(0, d)
+    if d.is_float:
+        return const_bits(float("-inf") if kind == "max" else float("inf"), d)
+    lo, hi = -(1 << (d.bits - 1)), (1 << (d.bits - 1)) - 1
+    return const_bits(lo if kind == "max" else hi, d)
+
+
+def hreduce(b, v, combine):
+    """Tree reduction of a vector to a scalar."""
+    w = v.type.count
+    while w > 1:
+        half = (w + 1) // 2
+        lo = b.shuffle_vector(v, v, ir.Constant(vec(I32, half), list(range(half))))
+        hi_idx = [i + half if i + half < w else i for i in range(half)]
+        hi = b.shuffle_vector(v, v, ir.Constant(vec(I32, half), hi_idx))
+        if w % 2:  # the odd lane pairs with itself in `hi`; fold it with lane 0 once
+            merged = combine(b, lo, hi)
+            last = half - 1
+            keep = b.extract_element(lo, ir.Constant(I32, last))
+            merged = b.insert_element(merged, keep, ir.Constant(I32, last))
+            v = merged
+        else:
+            v = combine(b, lo, hi)
+        w = half
+    return b.extract_element(v, ir.Constant(I32, 0))
