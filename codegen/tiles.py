@@ -12,7 +12,7 @@ from typing import Callable
 from llvmlite import ir
 
 from codegen.dtypes import DType
-from codegen.llvm_util import I64, from_mem, i64, mem_type, nbytes, to_mem, vec
+from codegen.llvm_util import from_mem, i64, mem_type, nbytes, to_mem, vec
 
 
 @dataclass
