@@ -66,15 +66,13 @@ CAUSAL_BN = {"float32": 128, "float16": 128}  # causal: smaller diagonal blocks 
 @tl.jit
 def attention_kernel(q, k, v, o, lse, mask, G, qk_scale,
                      D: tl.constexpr = 64, DV: tl.constexpr = 64, BM: tl.constexpr = 64, BN: tl.constexpr = 128,
-                     CAUSAL: tl.constexpr = False, MASK: tl.constexpr = 0, MFILL: tl.constexpr = 0.0):
+                     CAUSAL: tl.constexpr = False, MASK: tl.constexpr = 0):
     """o[z, h] = softmax(q[z, h] @ k[z, h // G]^T * scale + bias) @ v[z, h // G] for q (Z, H, Sq, D),
     k (Z, Hkv, Sk, D), v (Z, Hkv, Sk, DV), o (Z, H, Sq, DV), lse (Z, H, Sq) float32 and mask (Z, H, Sq, Sk)
     (a broadcast view; MASK 0: none, 1: boolean, 2: additive). `qk_scale` >= 0 is scale * log2(e): scores
     live in the log2 domain and exponentials are exp2; with an additive mask it is the scale itself and
     the kernel works in the natural-log domain (exp). D and DV may exceed the arrays' head dims (the
-    loads fill zeros, the stores skip). MFILL is what mask loads read outside the mask (never used: those
-    keys are masked by the bound check, those queries are not stored); it differs for masks whose last
-    dim is not contiguous to work around a compiler bug (see `attention`)."""
+    loads fill zeros, the stores skip)."""
     Z = q.shape[0]
     H = q.shape[1]
     Sq = q.shape[2]
@@ -96,14 +94,14 @@ def attention_kernel(q, k, v, o, lse, mask, G, qk_scale,
             interior = tl.minimum(i * BM + 1, Sk) // BN
             for j in tl.range(interior):
                 m, l, acc = _block(k, v, mask, qt, m, l, acc, z, h, hk, i, j, Sk, qk_scale, D, DV, BM, BN,
-                                   False, False, MASK, MFILL)
+                                   False, False, MASK)
             for j in tl.range(interior, tl.cdiv(tl.minimum((i + 1) * BM, Sk), BN)):
                 m, l, acc = _block(k, v, mask, qt, m, l, acc, z, h, hk, i, j, Sk, qk_scale, D, DV, BM, BN,
-                                   True, True, MASK, MFILL)
+                                   True, True, MASK)
         else:  # one loop: the bound check of the keys costs a compare and a select per score
             for j in tl.range(tl.cdiv(Sk, BN)):
                 m, l, acc = _block(k, v, mask, qt, m, l, acc, z, h, hk, i, j, Sk, qk_scale, D, DV, BM, BN,
-                                   False, True, MASK, MFILL)
+                                   False, True, MASK)
         inv = tl.where(l > 0.0, 1.0 / l, 0.0)
         o[z, h, i * BM:(i + 1) * BM, 0:DV] = acc * inv
         if MASK == 2:
@@ -113,7 +111,7 @@ def attention_kernel(q, k, v, o, lse, mask, G, qk_scale,
 
 
 @tl.jit
-def _block(k, v, mask, qt, m, l, acc, z, h, hk, i, j, Sk, qk_scale, D, DV, BM, BN, CAUSAL, EDGE, KIND, MFILL):
+def _block(k, v, mask, qt, m, l, acc, z, h, hk, i, j, Sk, qk_scale, D, DV, BM, BN, CAUSAL, EDGE, KIND):
     """One key/value block of the online softmax: (m, l, acc) updated with keys j*BN .. (j+1)*BN of query
     block i. Compile-time flags: CAUSAL (mask keys after the query), EDGE (the block may reach past Sk),
     KIND (the user mask: 0 none, 1 boolean, 2 additive)."""
@@ -126,11 +124,11 @@ def _block(k, v, mask, qt, m, l, acc, z, h, hk, i, j, Sk, qk_scale, D, DV, BM, B
             rows = (tl.arange(0, BM) + (i * BM).to(tl.int32)).reshape(BM, 1)
             ok = ok & (cols <= rows)
         if kind == 1:
-            ok = ok & tl.load(mask[z, h, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN], fill=MFILL)
+            ok = ok & tl.load(mask[z, h, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN], fill=0)
     if kind == 2:
         # additive masks: the natural-log domain, so that finite "minus infinity" masks (finfo.min, -1e9)
         # stay finite (times log2(e) they would overflow to -inf); `qk_scale` is the plain scale here
-        t = s * qk_scale + tl.load(mask[z, h, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN], fill=MFILL).to(tl.float32)
+        t = s * qk_scale + tl.load(mask[z, h, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN], fill=0).to(tl.float32)
         if edge or CAUSAL:
             t = tl.where(ok, t, float("-inf"))
         mb = t.max(axis=1, keepdims=True)
@@ -274,9 +272,7 @@ def attention(q, k, v, *, causal: bool = False, scale: float | None = None, mask
     scale = float(scale)
     if not math.isfinite(scale):
         raise ValueError(f"attention: scale must be finite, got {scale}")
-    # A last dim that is not contiguous is copied (O(S * D), the user's own size). Besides faster loads, this
-    # works around a compiler bug: object code is cached by a key that ignores whether an array's last dim
-    # has unit stride, so a strided specialization can run the code of a contiguous one.
+    # A last dim that is not contiguous is copied (O(S * D), the user's own size): contiguous loads are faster.
     q, k, v = (_unit_last(x) for x in (q, k, v))
 
     # ---- batch and heads
@@ -344,11 +340,6 @@ def attention(q, k, v, *, causal: bool = False, scale: float | None = None, mask
 
     cfg = _kernel_args(dq.name, Sq, Sk, D, Dv, causal, math.prod(out_batch), config)
     cfg["CAUSAL"], cfg["MASK"] = bool(causal), mode
-    if mode and Sk > 1 and (mview.shape[-1] == 1 or mview.strides[-1] != mview.itemsize):
-        # a mask whose keys are not contiguous (broadcast over them, or transposed) is a specialization of
-        # its own, which must not get the cache key of the contiguous one (the compiler bug above): it loads
-        # with a different fill (never read)
-        cfg["MFILL"] = 1.0
     qk_scale = scale if mode == 2 else scale * LOG2E  # additive masks: natural log domain (see _block)
     if qk_scale < 0:  # the kernel wants scale >= 0 (its block max is the scaled max): negate q instead (exact)
         q, qk_scale = np.negative(q), -qk_scale
