@@ -90,12 +90,8 @@ def _pow2ceil(n: int, lo: int = 16, hi: int = 1 << 14) -> int:
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    """x itself when its last axis has unit stride, else a C-contiguous copy.
-
-    Kernels honour any strides, but a specialization for a non-unit last stride currently shares its
-    compiled-code key with the unit-stride one (tilelang/compile.py `cache_key` hashes
-    `format_kernel`, which omits `Param.unit_stride`), so whichever compiles first would be reused
-    for both. Until that is fixed, every array reaching a kernel here has a unit last stride."""
+    """x itself when its last axis has unit stride, else a C-contiguous copy: kernels honour any strides,
+    but a non-unit last stride loads by gathers, slower than one streaming copy for these memory-bound ops."""
     if x.ndim == 0 or x.shape[-1] <= 1 or x.strides[-1] == x.itemsize:
         return x
     return np.ascontiguousarray(x)
