@@ -144,3 +144,14 @@ def test_strided_call_after_contiguous_one_gets_its_own_code(kernel_module):
     kernel_module.scale._cache.clear()  # force the disk path for the strided call too
     kernel_module.scale(x[::2], y, 1.0)
     np.testing.assert_array_equal(y, x[::2])
+
+
+def test_cache_directory_owned_by_another_user_is_refused(tmp_path, kernel_module):
+    if not hasattr(os, "getuid") or os.getuid() != 0:
+        pytest.skip("needs root to give a directory to another user")
+    cache = tmp_path / "theirs"
+    cache.mkdir(mode=0o700)
+    os.chown(cache, 65534, 65534)  # nobody
+    with tl.config.scope(cache_dir=str(cache)):
+        with pytest.raises(tl.KernelError, match="belongs to uid 65534"):
+            run_scale(kernel_module)
