@@ -25,10 +25,20 @@ DECODE = ((1, 4096, 4096), (16, 4096, 4096), (64, 4096, 4096))
 
 @contextlib.contextmanager
 def threads(n: int):
+    """Our pool and, when threadpoolctl is installed (extra `peers`), NumPy's BLAS at `n` threads: the
+    peers get the same cores as we do."""
     before = csrc.num_threads()
     csrc.set_num_threads(n)
     try:
-        yield
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    try:
+        if threadpool_limits is None:
+            yield
+        else:
+            with threadpool_limits(limits=n):
+                yield
     finally:
         csrc.set_num_threads(before)
 
