@@ -165,9 +165,8 @@ class FunctionLowering:
         outer(0, [])
 
     # ---- blocks -------------------------------------------------------------------------------
-    def lower_block(self, block: Block, nested: bool = False) -> None:
+    def lower_block(self, block: Block) -> None:
         for n in block.nodes:
-            self.b_loc = n.loc
             try:
                 self.lower_node(n)
             except CompileError as e:
@@ -490,7 +489,7 @@ class FunctionLowering:
         self.env[body.args[0]] = iv
         for arg, c, p in zip(body.args[1:], carried, phis):
             self.env[arg] = c if p is None else p
-        self.lower_block(body, nested=True)
+        self.lower_block(body)
         self._write_back([self.env[y] if not y.shape else self.tile(y) for y in body.yields], carried, n)
         for p, y in zip(phis, body.yields):
             if p is not None:
@@ -527,7 +526,7 @@ class FunctionLowering:
         b.cbranch(cond, then_bb, else_bb)
         for region, bb in zip(n.regions, (then_bb, else_bb)):
             b.position_at_end(bb)
-            self.lower_block(region, nested=True)
+            self.lower_block(region)
             scalars = []
             for y, o in zip(region.yields, outs):
                 if o is not None:
@@ -598,7 +597,7 @@ class FunctionLowering:
                     rem = b.sdiv(rem, extents[d])
             for a, p in zip(region.args, pids):
                 sub.env[a] = p
-            sub.lower_block(region, nested=True)
+            sub.lower_block(region)
         b.ret_void()
         return fn
 

@@ -281,7 +281,8 @@ class Walker:
 
     @staticmethod
     def _is_value(v) -> bool:
-        return isinstance(v, (Tile, int, float)) and not isinstance(v, bool) or isinstance(v, bool)
+        """A runtime value or a number (bools included) that a loop or branch can carry."""
+        return isinstance(v, (Tile, int, float))
 
     # ---- branches ---------------------------------------------------------------------------
     def stmt_If(self, s):
