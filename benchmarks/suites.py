@@ -57,8 +57,8 @@ def _matmul_price(acc, quick, dtypes):
 
 
 def _priced_row(op, shape, dtype, e, cfg) -> Row:
+    """A row priced on a modeled accelerator: nothing ran, so nothing was checked (the table shows "-")."""
     return Row(op, shape, dtype, e.cores_used, e.seconds, gflops=e.flops / e.seconds / 1e9, peak=f"bound: {e.bound}",
-               # nothing ran on a modeled target: `correct` stays True only so the exit status reflects real checks
                config=dict(cfg), target=e.target, joules=e.joules, watts_source="modeled",
                flop_per_joule=e.flop_per_joule, correct=True)
 
