@@ -11,7 +11,9 @@ from benchmarks.report import Row
 
 @functools.cache
 def host_spec() -> Accelerator:
-    return host_accelerator()
+    """This machine's spec, calibrated by the JIT probes on first use and cached per CPU."""
+    from autotune.probes import measure_all
+    return host_accelerator(measure=measure_all)
 
 
 def attach(row: Row, fn, flops: dict, bytes_by_level: dict | None = None) -> Row:
