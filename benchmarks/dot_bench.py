@@ -19,17 +19,7 @@ import tilelang as tl
 from codegen import engine
 from codegen.llvm_util import F32, I8, I64, PTR, for_range, i64, intrinsic, vec
 from codegen.target import host_target
-
-
-@tl.jit
-def matmul_kernel(a, b, c, BM: tl.constexpr = 128, BN: tl.constexpr = 128, BK: tl.constexpr = 256):
-    M, K = a.shape
-    N = b.shape[1]
-    for i, j in tl.grid(tl.cdiv(M, BM), tl.cdiv(N, BN)):
-        acc = tl.zeros((BM, BN), tl.float32)
-        for k in tl.range(tl.cdiv(K, BK)):
-            acc += tl.dot(a[i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
-        c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
+from benchmarks.kernels import matmul as matmul_kernel
 
 
 _PROBES = 0

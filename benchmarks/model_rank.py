@@ -44,21 +44,11 @@ from autotune.calibrate import host_spec
 from autotune.pricing import Estimate, price
 from autotune.probes import measure_all
 from codegen.analysis import analyze_detailed
+from benchmarks.kernels import matmul
 
 BM_BN = (16, 32, 64, 128, 256)
 BK = (16, 32, 64, 128, 256, 512)
 TARGET = 0.8
-
-
-@tl.jit
-def matmul(a, b, c, BM: tl.constexpr = 64, BN: tl.constexpr = 64, BK: tl.constexpr = 64):
-    M, K = a.shape
-    N = b.shape[1]
-    for i, j in tl.grid(tl.cdiv(M, BM), tl.cdiv(N, BN)):
-        acc = tl.zeros((BM, BN), tl.float32)
-        for k in tl.range(tl.cdiv(K, BK)):
-            acc += tl.dot(a[i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
-        c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
 
 
 def config_space(count: int, seed: int = 0) -> list[tuple[int, int, int]]:

@@ -6,17 +6,7 @@ import autotune
 import tilelang as tl
 from autotune import estimate, get_accelerator, price
 from autotune.estimate import counts
-
-
-@tl.jit
-def matmul(a, b, c, BM: tl.constexpr = 64, BN: tl.constexpr = 64, BK: tl.constexpr = 64):
-    M, K = a.shape
-    N = b.shape[1]
-    for i, j in tl.grid(tl.cdiv(M, BM), tl.cdiv(N, BN)):
-        acc = tl.zeros((BM, BN), tl.float32)
-        for k in tl.range(tl.cdiv(K, BK)):
-            acc += tl.dot(a[i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
-        c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
+from benchmarks.kernels import matmul
 
 
 @tl.jit
@@ -50,8 +40,8 @@ def test_matmul_estimate(target):
 def test_accepts_an_accelerator_and_threads():
     a, b, c = operands()
     acc = get_accelerator("trn2")
-    one = estimate(matmul, a, b, c, target=acc, threads=1)
-    many = estimate(matmul, a, b, c, target=acc)
+    one = estimate(matmul, a, b, c, target=acc, threads=1, BM=64, BN=64, BK=64)
+    many = estimate(matmul, a, b, c, target=acc, BM=64, BN=64, BK=64)
     assert one.cores_used == 1 and many.cores_used > 1
     assert one.seconds > many.seconds
 
@@ -74,7 +64,7 @@ def test_memory_bound_vector_add():
 def test_nothing_runs():
     a, b, _ = operands(64)
     c = np.full((64, 64), 7.0, np.float32)
-    estimate(matmul, a, b, c, target="trn2")
+    estimate(matmul, a, b, c, target="trn2", BM=64, BN=64, BK=64)
     assert (c == 7.0).all()
 
 

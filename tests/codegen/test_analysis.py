@@ -8,6 +8,7 @@ import pytest
 
 import tilelang as tl
 from codegen.analysis import MICRO, TRANSCENDENTAL_FLOPS, analyze, analyze_detailed
+from benchmarks.kernels import matmul
 
 
 def kernel_of(fn, *args, **consts):
@@ -23,17 +24,6 @@ def counts_of(fn, *args, **consts):
 def vadd(x, y, out, B: tl.constexpr = 1024):
     for i in tl.grid(tl.cdiv(x.shape[0], B)):
         out[i * B:(i + 1) * B] = x[i * B:(i + 1) * B] + y[i * B:(i + 1) * B]
-
-
-@tl.jit
-def matmul(a, b, c, BM: tl.constexpr = 32, BN: tl.constexpr = 32, BK: tl.constexpr = 32):
-    M, K = a.shape
-    N = b.shape[1]
-    for i, j in tl.grid(tl.cdiv(M, BM), tl.cdiv(N, BN)):
-        acc = tl.zeros((BM, BN), tl.float32)
-        for k in tl.range(tl.cdiv(K, BK)):
-            acc += tl.dot(a[i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
-        c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
 
 
 @tl.jit

@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent('''
     from hypothesis import given, settings, strategies as st, HealthCheck
     import ops, tilelang as tl
     from tests.hardening.guard import guarded, fill
-    from tests.lang import kernels as K
+    from benchmarks import kernels as K
 
     launches = 0
     rng = np.random.default_rng(0)

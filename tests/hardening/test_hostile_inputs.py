@@ -6,7 +6,7 @@ import pytest
 
 import ops
 import tilelang as tl
-from tests.lang import kernels as K
+from benchmarks import kernels as K
 
 
 def test_offsets_past_2_to_the_31_are_64_bit():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import tilelang as tl
-from tests.lang import kernels as K
+from benchmarks import kernels as K
 
 
 class DLPackOnly:

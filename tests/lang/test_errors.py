@@ -123,7 +123,7 @@ def test_error_in_helper_points_into_the_helper():
 
 
 def test_bad_arguments_fail_before_native_code():
-    from tests.lang.kernels import add
+    from benchmarks.kernels import add
     with pytest.raises(tl.KernelError, match="dtype float64"):
         add(np.zeros(4), np.zeros(4), np.zeros(4))
     with pytest.raises(tl.KernelError, match="missing .*required"):

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tilelang as tl
-from tests.lang import kernels as K
+from benchmarks import kernels as K
 
 
 def interpreted(kernel):

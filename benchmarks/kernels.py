@@ -1,4 +1,5 @@
-"""The tutorial kernels, shared by the end-to-end tests and the benchmarks' sanity checks."""
+"""The tutorial kernels (vector add, fused softmax, layer norm, a simple matmul): the end-to-end tests, the
+core benchmark and the model/dot benchmarks all run these same definitions."""
 import tilelang as tl
 
 
