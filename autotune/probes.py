@@ -26,6 +26,7 @@ from llvmlite import ir
 
 import csrc
 from codegen import engine
+from codegen.llvm_util import intrinsic
 from codegen.target import host_target
 
 F32 = ir.FloatType()
@@ -52,13 +53,6 @@ _KEEP: list = []  # loaded machine code lives as long as the process
 
 def _i64(n: int) -> ir.Constant:
     return ir.Constant(I64, n)
-
-
-def _intrinsic(b: ir.IRBuilder, name: str, ret: ir.Type, args: list) -> ir.Value:
-    fn = b.module.globals.get(name)
-    if fn is None:
-        fn = ir.Function(b.module, ir.FunctionType(ret, [a.type for a in args]), name=name)
-    return b.call(fn, args)
 
 
 def _do_while(b: ir.IRBuilder, start, stop, carried: list, body) -> list:
@@ -206,7 +200,7 @@ def _fma_body() -> tuple[int, int]:
         y = _field(b, ctx, 128, vt, 4)
         init = [b.fadd(x, ir.Constant(vt, [float(i)] * V)) for i in range(n)]
         accs = _do_while(b, _i64(0), iters, init,
-                         lambda b, i, accs: [_intrinsic(b, f"llvm.fma.v{V}f32", vt, [a, y, x]) for a in accs])
+                         lambda b, i, accs: [intrinsic(b, f"llvm.fma.v{V}f32", vt, [a, y, x]) for a in accs])
         total = accs[0]
         for a in accs[1:]:
             total = b.fadd(total, a)
@@ -255,24 +249,24 @@ def _amx_body() -> int:
             cfg.global_constant = True
             cfg.align = 64
             cfg.initializer = ir.Constant(cfg_t, raw)
-        _intrinsic(b, "llvm.x86.ldtilecfg", VOID, [cfg])
+        intrinsic(b, "llvm.x86.ldtilecfg", VOID, [cfg])
         for t in range(4):
-            _intrinsic(b, "llvm.x86.tilezero", VOID, [ir.Constant(I8, t)])
+            intrinsic(b, "llvm.x86.tilezero", VOID, [ir.Constant(I8, t)])
         for t, off in ((4, 1024), (5, 2048), (6, 3072), (7, 4096)):
-            _intrinsic(b, "llvm.x86.tileloadd64", VOID,
+            intrinsic(b, "llvm.x86.tileloadd64", VOID,
                        [ir.Constant(I8, t), b.gep(ctx, [_i64(off)], source_etype=I8), _i64(64)])
         iters = _field(b, ctx, 0, I64)
 
         def step(b, i, c):
             for acc, (x, y) in enumerate(((4, 6), (4, 7), (5, 6), (5, 7))):
-                _intrinsic(b, "llvm.x86.tdpbf16ps", VOID,
+                intrinsic(b, "llvm.x86.tdpbf16ps", VOID,
                            [ir.Constant(I8, acc), ir.Constant(I8, x), ir.Constant(I8, y)])
             return []
         _do_while(b, _i64(0), iters, [], step)
         for t in range(4):
-            _intrinsic(b, "llvm.x86.tilestored64", VOID,
+            intrinsic(b, "llvm.x86.tilestored64", VOID,
                        [ir.Constant(I8, t), b.gep(ctx, [_i64(5120 + 1024 * t)], source_etype=I8), _i64(64)])
-        _intrinsic(b, "llvm.x86.tilerelease", VOID, [])
+        intrinsic(b, "llvm.x86.tilerelease", VOID, [])
 
     return _jit(_body("tl_autotune_amx_probe", emit), "tl_autotune_amx_probe")
 

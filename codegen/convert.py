@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
+from codegen.llvm_util import const_like, like
+
 F32 = ir.FloatType()
 I1, I8, I16, I32, I64 = (ir.IntType(w) for w in (1, 8, 16, 32, 64))
 
@@ -66,17 +68,6 @@ _FP8_DTYPES = {"float8_e4m3fn": "e4m3fn", "float8_e5m2": "e5m2"}
 _INT_BITS = {"int8": 8, "int32": 32, "int64": 64}
 
 
-def _like(x: ir.Value, elem: ir.Type) -> ir.Type:
-    """The type of `x` with its element type replaced by `elem` (same lane count)."""
-    if isinstance(x.type, ir.VectorType):
-        return ir.VectorType(elem, x.type.count)
-    return elem
-
-
-def _const(x: ir.Value, elem: ir.Type, value) -> ir.Constant:
-    return ir.Constant(_like(x, elem), value)
-
-
 def _elem(x: ir.Value) -> ir.Type:
     return x.type.element if isinstance(x.type, ir.VectorType) else x.type
 
@@ -88,9 +79,9 @@ def _expect(x: ir.Value, elem: ir.Type, what: str) -> None:
 
 def _split_f32(b: ir.IRBuilder, x: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
     """(sign bit in place as i32, magnitude bits as i32, |x| as float)."""
-    bits = b.bitcast(x, _like(x, I32))
-    sign = b.and_(bits, _const(x, I32, 0x80000000))
-    mag = b.and_(bits, _const(x, I32, 0x7FFFFFFF))
+    bits = b.bitcast(x, like(x, I32))
+    sign = b.and_(bits, const_like(x, I32, 0x80000000))
+    mag = b.and_(bits, const_like(x, I32, 0x7FFFFFFF))
     return sign, mag, b.bitcast(mag, x.type)
 
 
@@ -100,14 +91,14 @@ def _round_magnitude(b: ir.IRBuilder, mag: ir.Value, absf: ir.Value, fmt: _Forma
     emin = 1 - fmt.bias
     # Subnormal results: adding 2^(emin - man_bits + 23) leaves the code in the low bits of the
     # sum, rounded to nearest even by the FPU; a round-up to the min normal carries correctly.
-    magic = _const(absf, F32, 2.0 ** (emin - fmt.man_bits + 23))
-    i32 = _like(mag, I32)
+    magic = const_like(absf, F32, 2.0 ** (emin - fmt.man_bits + 23))
+    i32 = like(mag, I32)
     sub = b.sub(b.bitcast(b.fadd(absf, magic), i32), b.bitcast(magic, i32))
     # Normal results: rebias the exponent, then add half an ulp minus one plus the lsb (RNE).
-    odd = b.and_(b.lshr(mag, _const(mag, I32, shift)), _const(mag, I32, 1))
+    odd = b.and_(b.lshr(mag, const_like(mag, I32, shift)), const_like(mag, I32, 1))
     bias = ((fmt.bias - 127) << 23) + (1 << (shift - 1)) - 1
-    norm = b.lshr(b.add(b.add(mag, _const(mag, I32, bias)), odd), _const(mag, I32, shift))
-    is_sub = b.icmp_unsigned("<", mag, _const(mag, I32, (127 + emin) << 23))
+    norm = b.lshr(b.add(b.add(mag, const_like(mag, I32, bias)), odd), const_like(mag, I32, shift))
+    is_sub = b.icmp_unsigned("<", mag, const_like(mag, I32, (127 + emin) << 23))
     return b.select(is_sub, sub, norm)
 
 
@@ -119,67 +110,67 @@ def _narrow(b: ir.IRBuilder, x: ir.Value, fmt: _Format, saturate: bool) -> ir.Va
         over_code = fmt.max_code
     else:
         over_code = fmt.inf_code if fmt.inf_code is not None else fmt.nan_code
-    over = b.icmp_unsigned(">", code, _const(x, I32, fmt.max_code))  # +-inf lands here too
-    code = b.select(over, _const(x, I32, over_code), code)
+    over = b.icmp_unsigned(">", code, const_like(x, I32, fmt.max_code))  # +-inf lands here too
+    code = b.select(over, const_like(x, I32, over_code), code)
     if fmt.nan_code is not None:
-        nan = _const(x, I32, fmt.nan_code)
+        nan = const_like(x, I32, fmt.nan_code)
     else:  # numpy f16: keep the top payload bits, never produce the inf pattern
-        payload = b.lshr(b.and_(mag, _const(x, I32, 0x007FFFFF)), _const(x, I32, 23 - fmt.man_bits))
-        zero = b.icmp_unsigned("==", payload, _const(x, I32, 0))
-        payload = b.select(zero, _const(x, I32, 1), payload)
-        nan = b.or_(payload, _const(x, I32, fmt.inf_code))
-    is_nan = b.icmp_unsigned(">", mag, _const(x, I32, _F32_INF_BITS))
+        payload = b.lshr(b.and_(mag, const_like(x, I32, 0x007FFFFF)), const_like(x, I32, 23 - fmt.man_bits))
+        zero = b.icmp_unsigned("==", payload, const_like(x, I32, 0))
+        payload = b.select(zero, const_like(x, I32, 1), payload)
+        nan = b.or_(payload, const_like(x, I32, fmt.inf_code))
+    is_nan = b.icmp_unsigned(">", mag, const_like(x, I32, _F32_INF_BITS))
     code = b.select(is_nan, nan, code)
-    code = b.or_(code, b.lshr(sign, _const(x, I32, 31 - fmt.sign_shift)))
-    return b.trunc(code, _like(x, fmt.int_type))
+    code = b.or_(code, b.lshr(sign, const_like(x, I32, 31 - fmt.sign_shift)))
+    return b.trunc(code, like(x, fmt.int_type))
 
 
 def _widen(b: ir.IRBuilder, bits: ir.Value, fmt: _Format) -> ir.Value:
     """fmt bits -> f32, exact."""
-    i32 = _like(bits, I32)
+    i32 = like(bits, I32)
     v = b.zext(bits, i32)
-    sign = b.shl(b.and_(v, _const(bits, I32, 1 << fmt.sign_shift)), _const(bits, I32, 31 - fmt.sign_shift))
-    code = b.and_(v, _const(bits, I32, (1 << fmt.sign_shift) - 1))
+    sign = b.shl(b.and_(v, const_like(bits, I32, 1 << fmt.sign_shift)), const_like(bits, I32, 31 - fmt.sign_shift))
+    code = b.and_(v, const_like(bits, I32, (1 << fmt.sign_shift) - 1))
     shift = 23 - fmt.man_bits
     man_mask = (1 << fmt.man_bits) - 1
-    normal = b.add(b.shl(code, _const(bits, I32, shift)), _const(bits, I32, (127 - fmt.bias) << 23))
+    normal = b.add(b.shl(code, const_like(bits, I32, shift)), const_like(bits, I32, (127 - fmt.bias) << 23))
     # Subnormal (exponent 0, zero included): man * 2^(1 - bias - man_bits), exact in f32.
-    man = b.and_(code, _const(bits, I32, man_mask))
-    scale = _const(bits, F32, 2.0 ** (1 - fmt.bias - fmt.man_bits))
-    sub = b.bitcast(b.fmul(b.uitofp(man, _like(bits, F32)), scale), i32)
-    is_sub = b.icmp_unsigned("<=", code, _const(bits, I32, man_mask))
+    man = b.and_(code, const_like(bits, I32, man_mask))
+    scale = const_like(bits, F32, 2.0 ** (1 - fmt.bias - fmt.man_bits))
+    sub = b.bitcast(b.fmul(b.uitofp(man, like(bits, F32)), scale), i32)
+    is_sub = b.icmp_unsigned("<=", code, const_like(bits, I32, man_mask))
     out = b.select(is_sub, sub, normal)
     top = ((1 << fmt.exp_bits) - 1) << fmt.man_bits  # exponent all ones
     if fmt.inf_code is not None:
-        special = b.or_(b.shl(code, _const(bits, I32, shift)), _const(bits, I32, _F32_INF_BITS))
+        special = b.or_(b.shl(code, const_like(bits, I32, shift)), const_like(bits, I32, _F32_INF_BITS))
         if fmt.nan_canonical:
-            is_nan = b.icmp_unsigned(">", code, _const(bits, I32, top))
-            special = b.select(is_nan, _const(bits, I32, 0x7FC00000), special)
-        is_special = b.icmp_unsigned(">=", code, _const(bits, I32, top))
+            is_nan = b.icmp_unsigned(">", code, const_like(bits, I32, top))
+            special = b.select(is_nan, const_like(bits, I32, 0x7FC00000), special)
+        is_special = b.icmp_unsigned(">=", code, const_like(bits, I32, top))
     else:  # e4m3fn: only S.1111.111 is NaN, the rest of the top binade is finite
-        special = _const(bits, I32, 0x7FC00000)
-        is_special = b.icmp_unsigned("==", code, _const(bits, I32, top | man_mask))
+        special = const_like(bits, I32, 0x7FC00000)
+        is_special = b.icmp_unsigned("==", code, const_like(bits, I32, top | man_mask))
     out = b.select(is_special, special, out)
-    return b.bitcast(b.or_(out, sign), _like(bits, F32))
+    return b.bitcast(b.or_(out, sign), like(bits, F32))
 
 
 def f32_to_bf16(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """float -> bfloat16 bits (i16): RNE, overflow -> inf, NaN -> 0x7FC0 | sign (as ml_dtypes)."""
     _expect(x, F32, "f32_to_bf16")
     sign, mag, _ = _split_f32(b, x)
-    odd = b.and_(b.lshr(mag, _const(x, I32, 16)), _const(x, I32, 1))
-    code = b.lshr(b.add(b.add(mag, _const(x, I32, 0x7FFF)), odd), _const(x, I32, 16))
-    is_nan = b.icmp_unsigned(">", mag, _const(x, I32, _F32_INF_BITS))
-    code = b.select(is_nan, _const(x, I32, 0x7FC0), code)
-    code = b.or_(code, b.lshr(sign, _const(x, I32, 16)))
-    return b.trunc(code, _like(x, I16))
+    odd = b.and_(b.lshr(mag, const_like(x, I32, 16)), const_like(x, I32, 1))
+    code = b.lshr(b.add(b.add(mag, const_like(x, I32, 0x7FFF)), odd), const_like(x, I32, 16))
+    is_nan = b.icmp_unsigned(">", mag, const_like(x, I32, _F32_INF_BITS))
+    code = b.select(is_nan, const_like(x, I32, 0x7FC0), code)
+    code = b.or_(code, b.lshr(sign, const_like(x, I32, 16)))
+    return b.trunc(code, like(x, I16))
 
 
 def bf16_to_f32(b: ir.IRBuilder, bits: ir.Value) -> ir.Value:
     """bfloat16 bits (i16) -> float, exact (NaN payload kept)."""
     _expect(bits, I16, "bf16_to_f32")
-    wide = b.shl(b.zext(bits, _like(bits, I32)), _const(bits, I32, 16))
-    return b.bitcast(wide, _like(bits, F32))
+    wide = b.shl(b.zext(bits, like(bits, I32)), const_like(bits, I32, 16))
+    return b.bitcast(wide, like(bits, F32))
 
 
 def f32_to_f16(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
@@ -238,23 +229,23 @@ def _f32_to_int(b: ir.IRBuilder, x: ir.Value, width: int) -> ir.Value:
     lo = -(2.0 ** (width - 1))
     hi = 2.0 ** (width - 1)
     below_hi = float(2 ** (width - 1) - 2 ** max(width - 1 - 24, 0))  # largest f32 < hi
-    lo_c, below_c = _const(x, F32, lo), _const(x, F32, below_hi)
+    lo_c, below_c = const_like(x, F32, lo), const_like(x, F32, below_hi)
     t = b.select(b.fcmp_ordered(">", x, lo_c), x, lo_c)  # NaN -> lo, fixed below
     t = b.select(b.fcmp_ordered("<", t, below_c), t, below_c)
     ity = ir.IntType(width)
-    r = b.fptosi(t, _like(x, ity))
-    r = b.select(b.fcmp_ordered(">=", x, _const(x, F32, hi)), _const(x, ity, 2 ** (width - 1) - 1), r)
-    return b.select(b.fcmp_unordered("uno", x, x), _const(x, ity, 0), r)
+    r = b.fptosi(t, like(x, ity))
+    r = b.select(b.fcmp_ordered(">=", x, const_like(x, F32, hi)), const_like(x, ity, 2 ** (width - 1) - 1), r)
+    return b.select(b.fcmp_unordered("uno", x, x), const_like(x, ity, 0), r)
 
 
 def _nonzero(b: ir.IRBuilder, x: ir.Value, src: str) -> ir.Value:
     """x != 0 as i1; NaN is true and -0 is false, as numpy astype(bool)."""
     if src == "float32":
-        return b.fcmp_unordered("!=", x, _const(x, F32, 0.0))
+        return b.fcmp_unordered("!=", x, const_like(x, F32, 0.0))
     if src in ("float16", "bfloat16"):
-        x = b.and_(x, _const(x, I16, 0x7FFF))
+        x = b.and_(x, const_like(x, I16, 0x7FFF))
     elif src in _FP8_DTYPES:
-        x = b.and_(x, _const(x, I8, 0x7F))
+        x = b.and_(x, const_like(x, I8, 0x7F))
     return b.icmp_unsigned("!=", x, ir.Constant(x.type, 0))
 
 
@@ -277,14 +268,14 @@ def cast(b: ir.IRBuilder, x: ir.Value, src: str, dst: str, saturate: bool = Fals
     if dst == "bool":
         return _nonzero(b, x, src)
     if src == "bool" and dst in _INT_BITS:
-        return b.zext(x, _like(x, DTYPES[dst]))
+        return b.zext(x, like(x, DTYPES[dst]))
     if src in _INT_BITS and dst in _INT_BITS:
         ext = b.sext if _INT_BITS[dst] > _INT_BITS[src] else b.trunc
-        return ext(x, _like(x, DTYPES[dst]))
+        return ext(x, like(x, DTYPES[dst]))
     if src == "bool":
-        f = b.uitofp(x, _like(x, F32))
+        f = b.uitofp(x, like(x, F32))
     elif src in _INT_BITS:
-        f = b.sitofp(x, _like(x, F32))
+        f = b.sitofp(x, like(x, F32))
     else:
         f = _to_f32(b, x, src)
     if dst in _INT_BITS:

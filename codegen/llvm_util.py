@@ -67,6 +67,16 @@ def const_bits(value, d: DType) -> ir.Constant:
     return ir.Constant(t, int(value) & ((1 << d.bits) - 1))
 
 
+def like(x: ir.Value, elem: ir.Type) -> ir.Type:
+    """The type of `x` with its element type replaced by `elem` (same lane count, or a scalar)."""
+    return ir.VectorType(elem, x.type.count) if isinstance(x.type, ir.VectorType) else elem
+
+
+def const_like(x: ir.Value, elem: ir.Type, value) -> ir.Constant:
+    """`value` splat to the shape of `x` with element type `elem`."""
+    return ir.Constant(like(x, elem), value)
+
+
 def splat(b: ir.IRBuilder, x: ir.Value, w: int) -> ir.Value:
     if isinstance(x, ir.Constant):
         return ir.Constant(vec(x.type, w), [x] * w) if not isinstance(x.type, ir.VectorType) else x
@@ -112,9 +122,9 @@ def intrinsic(b: ir.IRBuilder, name: str, ret: ir.Type, args: list[ir.Value]) ->
     return b.call(fn, args)
 
 
-def _suffix(t: ir.Type) -> str:
+def suffix(t: ir.Type) -> str:
     if isinstance(t, ir.VectorType):
-        return f"v{t.count}{_suffix(t.element)}"
+        return f"v{t.count}{suffix(t.element)}"
     if isinstance(t, ir.FloatType):
         return "f32"
     if isinstance(t, ir.DoubleType):
@@ -126,27 +136,27 @@ def _suffix(t: ir.Type) -> str:
 
 def masked_load(b, ptr, mask, passthru, align: int):
     t = passthru.type
-    return intrinsic(b, f"llvm.masked.load.{_suffix(t)}.p0", t, [ptr, ir.Constant(I32, align), mask, passthru])
+    return intrinsic(b, f"llvm.masked.load.{suffix(t)}.p0", t, [ptr, ir.Constant(I32, align), mask, passthru])
 
 
 def masked_store(b, value, ptr, mask, align: int):
-    intrinsic(b, f"llvm.masked.store.{_suffix(value.type)}.p0", ir.VoidType(),
+    intrinsic(b, f"llvm.masked.store.{suffix(value.type)}.p0", ir.VoidType(),
               [value, ptr, ir.Constant(I32, align), mask])
 
 
 def masked_gather(b, ptrs, mask, passthru, align: int):
     t = passthru.type
-    return intrinsic(b, f"llvm.masked.gather.{_suffix(t)}.{_suffix(ptrs.type)}", t,
+    return intrinsic(b, f"llvm.masked.gather.{suffix(t)}.{suffix(ptrs.type)}", t,
                      [ptrs, ir.Constant(I32, align), mask, passthru])
 
 
 def masked_scatter(b, value, ptrs, mask, align: int):
-    intrinsic(b, f"llvm.masked.scatter.{_suffix(value.type)}.{_suffix(ptrs.type)}", ir.VoidType(),
+    intrinsic(b, f"llvm.masked.scatter.{suffix(value.type)}.{suffix(ptrs.type)}", ir.VoidType(),
               [value, ptrs, ir.Constant(I32, align), mask])
 
 
 def fma(b, x, y, z):
-    return intrinsic(b, f"llvm.fma.{_suffix(x.type)}", x.type, [x, y, z])
+    return intrinsic(b, f"llvm.fma.{suffix(x.type)}", x.type, [x, y, z])
 
 
 def to_mem(b, v, d: DType):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from llvmlite import ir
 
+from codegen.llvm_util import const_like, intrinsic, like, suffix
+
 F32 = ir.FloatType()
 I32 = ir.IntType(32)
 
@@ -37,65 +39,35 @@ _LOG_P = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
           3.3333331174e-1)
 
 
-def _like(x: ir.Value, elem: ir.Type) -> ir.Type:
-    """The type of `x` with its element type replaced by `elem` (same lane count)."""
-    if isinstance(x.type, ir.VectorType):
-        return ir.VectorType(elem, x.type.count)
-    return elem
-
-
-def _const(x: ir.Value, elem: ir.Type, value) -> ir.Constant:
-    """`value` splat to the shape of `x` with element type `elem`."""
-    return ir.Constant(_like(x, elem), value)
-
-
 def _check_f32(x: ir.Value) -> None:
     elem = x.type.element if isinstance(x.type, ir.VectorType) else x.type
     if not isinstance(elem, ir.FloatType):
         raise TypeError(f"mathlib expects float or <N x float>, got {x.type}")
 
 
-def _intrinsic(b: ir.IRBuilder, base: str, ty: ir.Type) -> ir.Function:
-    """Declare (once per module) the overloaded float intrinsic `base` for `ty`."""
-    suffix = f"v{ty.count}f32" if isinstance(ty, ir.VectorType) else "f32"
-    name = f"{base}.{suffix}"
-    fn = b.module.globals.get(name)
-    if fn is None:
-        fn = ir.Function(b.module, ir.FunctionType(ty, [ty]), name=name)
-    return fn
-
-
 def _poly(b: ir.IRBuilder, r: ir.Value, coeffs) -> ir.Value:
     """Horner evaluation of coeffs (highest degree first) at r with `llvm.fmuladd`: one FMA per step
     where the target has FMA, a multiply and an add elsewhere (never a library call)."""
-    fmuladd = _intrinsic3(b, "llvm.fmuladd", r.type)
-    acc = _const(r, F32, coeffs[0])
+    name = f"llvm.fmuladd.{suffix(r.type)}"
+    acc = const_like(r, F32, coeffs[0])
     for c in coeffs[1:]:
-        acc = b.call(fmuladd, [acc, r, _const(r, F32, c)])
+        acc = intrinsic(b, name, r.type, [acc, r, const_like(r, F32, c)])
     return acc
 
-
-def _intrinsic3(b: ir.IRBuilder, base: str, ty: ir.Type) -> ir.Function:
-    suffix = f"v{ty.count}f32" if isinstance(ty, ir.VectorType) else "f32"
-    name = f"{base}.{suffix}"
-    fn = b.module.globals.get(name)
-    if fn is None:
-        fn = ir.Function(b.module, ir.FunctionType(ty, [ty, ty, ty]), name=name)
-    return fn
 
 
 def _clamp(b: ir.IRBuilder, x: ir.Value, lo: float, hi: float) -> ir.Value:
     """min(max(x, lo), hi); NaN maps to hi (callers patch NaN afterwards)."""
-    x = b.select(b.fcmp_ordered("<", x, _const(x, F32, hi)), x, _const(x, F32, hi))
-    return b.select(b.fcmp_ordered(">", x, _const(x, F32, lo)), x, _const(x, F32, lo))
+    x = b.select(b.fcmp_ordered("<", x, const_like(x, F32, hi)), x, const_like(x, F32, hi))
+    return b.select(b.fcmp_ordered(">", x, const_like(x, F32, lo)), x, const_like(x, F32, lo))
 
 
 def _round(b: ir.IRBuilder, v: ir.Value) -> tuple[ir.Value, ir.Value]:
     """Round |v| < 2^22 to nearest-even; returns (float n, i32 n)."""
-    magic = _const(v, F32, _MAGIC_ROUND)
+    magic = const_like(v, F32, _MAGIC_ROUND)
     t = b.fadd(v, magic)
     n_f = b.fsub(t, magic)
-    n_i = b.sub(b.bitcast(t, _like(v, I32)), b.bitcast(magic, _like(v, I32)))
+    n_i = b.sub(b.bitcast(t, like(v, I32)), b.bitcast(magic, like(v, I32)))
     return n_f, n_i
 
 
@@ -105,9 +77,9 @@ def _ldexp(b: ir.IRBuilder, p: ir.Value, n: ir.Value) -> ir.Value:
     2^n is split into two normal powers 2^(n>>1) * 2^(n - (n>>1)); p * 2^(n>>1) is exact for p in
     [0.5, 2), so only the last multiply rounds (correctly into the subnormal range, or to inf / 0).
     """
-    n1 = b.ashr(n, _const(n, I32, 1))
+    n1 = b.ashr(n, const_like(n, I32, 1))
     n2 = b.sub(n, n1)
-    bias, shift = _const(n, I32, 127), _const(n, I32, 23)
+    bias, shift = const_like(n, I32, 127), const_like(n, I32, 23)
     s1 = b.bitcast(b.shl(b.add(n1, bias), shift), p.type)
     s2 = b.bitcast(b.shl(b.add(n2, bias), shift), p.type)
     return b.fmul(b.fmul(p, s1), s2)
@@ -121,11 +93,11 @@ def exp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """e^x. exp(-inf) = 0, exp(+inf) = +inf, NaN -> NaN, overflow -> +inf, gradual underflow."""
     _check_f32(x)
     xc = _clamp(b, x, -_EXP_CLAMP, _EXP_CLAMP)
-    n_f, n_i = _round(b, b.fmul(xc, _const(x, F32, _LOG2E)))
+    n_f, n_i = _round(b, b.fmul(xc, const_like(x, F32, _LOG2E)))
     # Cody-Waite: r = x - n*ln2 in two steps; the first product and difference are exact.
-    r = b.fsub(b.fsub(xc, b.fmul(n_f, _const(x, F32, _LN2_HI))), b.fmul(n_f, _const(x, F32, _LN2_LO)))
+    r = b.fsub(b.fsub(xc, b.fmul(n_f, const_like(x, F32, _LN2_HI))), b.fmul(n_f, const_like(x, F32, _LN2_LO)))
     r2 = b.fmul(r, r)
-    p = b.fadd(b.fadd(b.fmul(_poly(b, r, _EXP_P), r2), r), _const(x, F32, 1.0))
+    p = b.fadd(b.fadd(b.fmul(_poly(b, r, _EXP_P), r2), r), const_like(x, F32, 1.0))
     y = _ldexp(b, p, n_i)
     return b.select(_is_nan(b, x), b.fadd(x, x), y)
 
@@ -136,20 +108,20 @@ def exp2(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     xc = _clamp(b, x, -_EXP2_CLAMP, _EXP2_CLAMP)
     n_f, n_i = _round(b, xc)
     r = b.fsub(xc, n_f)  # exact
-    p = b.fadd(b.fmul(_poly(b, r, _EXP2_P), r), _const(x, F32, 1.0))
+    p = b.fadd(b.fmul(_poly(b, r, _EXP2_P), r), const_like(x, F32, 1.0))
     y = _ldexp(b, p, n_i)
     return b.select(_is_nan(b, x), b.fadd(x, x), y)
 
 
 def _frexp(b: ir.IRBuilder, x: ir.Value) -> tuple[ir.Value, ir.Value]:
     """Split finite x > 0 (subnormals included) as m * 2^e, m in [0.5, 1); returns (m, i32 e)."""
-    i32 = _like(x, I32)
-    tiny = b.fcmp_ordered("<", x, _const(x, F32, 2.0**-126))
-    xs = b.select(tiny, b.fmul(x, _const(x, F32, 2.0**25)), x)  # exact scaling into normals
+    i32 = like(x, I32)
+    tiny = b.fcmp_ordered("<", x, const_like(x, F32, 2.0**-126))
+    xs = b.select(tiny, b.fmul(x, const_like(x, F32, 2.0**25)), x)  # exact scaling into normals
     bits = b.bitcast(xs, i32)
-    e = b.sub(b.lshr(bits, _const(x, I32, 23)), _const(x, I32, 126))
-    e = b.sub(e, b.select(tiny, _const(x, I32, 25), _const(x, I32, 0)))
-    m_bits = b.or_(b.and_(bits, _const(x, I32, 0x007FFFFF)), _const(x, I32, 0x3F000000))
+    e = b.sub(b.lshr(bits, const_like(x, I32, 23)), const_like(x, I32, 126))
+    e = b.sub(e, b.select(tiny, const_like(x, I32, 25), const_like(x, I32, 0)))
+    m_bits = b.or_(b.and_(bits, const_like(x, I32, 0x007FFFFF)), const_like(x, I32, 0x3F000000))
     return b.bitcast(m_bits, x.type), e
 
 
@@ -158,29 +130,29 @@ def log(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     _check_f32(x)
     m, e = _frexp(b, x)
     # Recentre m into [sqrt(1/2), sqrt(2)): f = m - 1 or 2m - 1, both exact.
-    small = b.fcmp_ordered("<", m, _const(x, F32, _SQRT_HALF))
+    small = b.fcmp_ordered("<", m, const_like(x, F32, _SQRT_HALF))
     e = b.sub(e, b.zext(small, e.type))
-    f = b.fsub(b.select(small, b.fadd(m, m), m), _const(x, F32, 1.0))
+    f = b.fsub(b.select(small, b.fadd(m, m), m), const_like(x, F32, 1.0))
     e_f = b.sitofp(e, x.type)
     f2 = b.fmul(f, f)
     y = b.fmul(b.fmul(_poly(b, f, _LOG_P), f), f2)
-    y = b.fadd(y, b.fmul(e_f, _const(x, F32, _LN2_LO)))
-    y = b.fadd(y, b.fmul(f2, _const(x, F32, -0.5)))
-    y = b.fadd(b.fadd(f, y), b.fmul(e_f, _const(x, F32, _LN2_HI)))
+    y = b.fadd(y, b.fmul(e_f, const_like(x, F32, _LN2_LO)))
+    y = b.fadd(y, b.fmul(f2, const_like(x, F32, -0.5)))
+    y = b.fadd(b.fadd(f, y), b.fmul(e_f, const_like(x, F32, _LN2_HI)))
     # Special values, last one wins: NaN stays NaN, x < 0 -> NaN, +-0 -> -inf, +inf -> +inf.
-    zero = _const(x, F32, 0.0)
-    y = b.select(b.fcmp_ordered("==", x, _const(x, F32, float("inf"))), x, y)
-    y = b.select(b.fcmp_ordered("==", x, zero), _const(x, F32, float("-inf")), y)
-    y = b.select(b.fcmp_ordered("<", x, zero), _const(x, F32, float("nan")), y)
+    zero = const_like(x, F32, 0.0)
+    y = b.select(b.fcmp_ordered("==", x, const_like(x, F32, float("inf"))), x, y)
+    y = b.select(b.fcmp_ordered("==", x, zero), const_like(x, F32, float("-inf")), y)
+    y = b.select(b.fcmp_ordered("<", x, zero), const_like(x, F32, float("nan")), y)
     return b.select(_is_nan(b, x), b.fadd(x, x), y)
 
 
 def sqrt(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """Correctly rounded square root via `llvm.sqrt` (a single instruction on x86 and AArch64)."""
     _check_f32(x)
-    return b.call(_intrinsic(b, "llvm.sqrt", x.type), [x])
+    return intrinsic(b, f"llvm.sqrt.{suffix(x.type)}", x.type, [x])
 
 
 def rsqrt(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """1 / sqrt(x) as two correctly rounded steps (<= 1 ulp); rsqrt(+-0) = +-inf, rsqrt(inf) = 0."""
-    return b.fdiv(_const(x, F32, 1.0), sqrt(b, x))
+    return b.fdiv(const_like(x, F32, 1.0), sqrt(b, x))

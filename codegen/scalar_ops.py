@@ -7,7 +7,7 @@ from llvmlite import ir
 from codegen import mathlib
 from codegen.dtypes import DType
 from codegen.ir import COMPARE, CompileError, Op
-from codegen.llvm_util import I32, _suffix, const_bits, i64, intrinsic, vec
+from codegen.llvm_util import I32, suffix, const_bits, i64, intrinsic, vec
 
 
 def clamp_lanes(b, x, w: int):
@@ -78,7 +78,7 @@ def arith(b: ir.IRBuilder, op: Op, xs, d: DType) -> ir.Value:
 
 
 def floor(b, x):
-    return intrinsic(b, f"llvm.floor.{_suffix(x.type)}", x.type, [x])
+    return intrinsic(b, f"llvm.floor.{suffix(x.type)}", x.type, [x])
 
 
 def combiner(kind: str, d: DType):
