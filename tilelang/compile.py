@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from codegen import engine
 from codegen.cache import CacheDirError, DiskCache
-from codegen.ir import CompileError, Kernel, Op, format_kernel, walk
+from codegen.ir import CompileError, Kernel, format_kernel
 from codegen.target import Target, host_target
 from tilelang import config
 from tilelang.errors import KernelError
@@ -32,7 +32,6 @@ def compiler_fingerprint() -> str:
 @dataclass
 class Compiled:
     address: int
-    written: frozenset[int]      # array params the kernel stores to
     key: str
     llvm_ir: str = ""            # filled when compiled in this process (or by inspect())
     asm: str = ""
@@ -71,7 +70,6 @@ def compile_kernel(kernel: Kernel, source=None, *, want_asm: bool = False) -> Co
     target = current_target()
     key = cache_key(kernel, target)
     entry = f"tl_{kernel.name}_{key[:20]}"
-    written = frozenset(n.arg.param for n in walk(kernel.body) if n.op == Op.STORE)
     disk = _disk()
     obj = disk.get(key) if disk is not None and not want_asm else None
     llvm_ir = asm = ""
@@ -87,4 +85,4 @@ def compile_kernel(kernel: Kernel, source=None, *, want_asm: bool = False) -> Co
             asm = engine.assembly(mod, target)
         if disk is not None:
             disk.put(key, obj)
-    return Compiled(engine.load_object(obj, entry, target), written, key, llvm_ir, asm)
+    return Compiled(engine.load_object(obj, entry, target), key, llvm_ir, asm)

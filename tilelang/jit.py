@@ -60,8 +60,7 @@ class Specialization:
 
     def __init__(self, kernel: Kernel, compiled):
         self.kernel, self.compiled = kernel, compiled
-        self.written = sorted(compiled.written if compiled is not None else
-                              {n.arg.param for n in walk(kernel.body) if n.op == Op.STORE})
+        self.written = sorted({n.arg.param for n in walk(kernel.body) if n.op == Op.STORE})
         self.fn = _ffi.cast(_ENTRY, compiled.address) if compiled is not None else None
         if compiled is not None and not _PFOR:
             _PFOR.append(_pfor())
@@ -242,24 +241,19 @@ class JITFunction:
         k = config.knobs
         return (self.interpret if self.interpret is not None else k.interpret), k.isa, k.dot
 
-    def _interpreting(self) -> bool:
-        return self.interpret if self.interpret is not None else config.knobs.interpret
-
     def _specialize(self, key, consts) -> Specialization:
         with self._lock:
             spec = self._cache.get(key)
             if spec is None:
                 kernel = self.trace(self.params(key), consts)
-                compiled = None if self._interpreting() else self._compile(kernel, consts)
+                interpreting = key[0][0]  # the mode in the key (see _mode)
+                compiled = None if interpreting else compile_kernel(kernel)
                 spec = self._cache[key] = Specialization(kernel, compiled)
         return spec
 
     def trace(self, params, consts) -> Kernel:
         kernel = trace(self.source, params, consts)
         return run_pipeline(kernel, dump=config.knobs.dump_ir, verify_each=config.knobs.debug)
-
-    def _compile(self, kernel: Kernel, consts):
-        return compile_kernel(kernel)
 
     def estimate(self, *args, target="host", **kwargs):
         """Price this call on an accelerator model without running it (see `autotune.estimate`)."""
