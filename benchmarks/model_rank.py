@@ -27,7 +27,6 @@ import argparse
 import itertools
 import json
 import math
-import statistics
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ from autotune.calibrate import host_spec
 from autotune.pricing import Estimate, price
 from autotune.probes import measure_all
 from codegen.analysis import analyze_detailed
+from autotune import measure
 from benchmarks.kernels import matmul
 
 BM_BN = (16, 32, 64, 128, 256)
@@ -86,22 +86,10 @@ def spearman(x, y) -> float:
 
 
 def timed(fn, *, threads: int, clock: str, warmup: int = 2, repeats: int = 7, min_time: float = 0.02) -> float:
-    """Median seconds per call (like benchmarks.timing.bench: warm-up, calls batched to >= min_time
-    per sample), on the wall clock or as process CPU seconds per pool thread (see the module doc)."""
-    def now():
-        return time.perf_counter() if clock == "wall" else time.process_time() / threads
-    for _ in range(warmup):
-        fn()
-    t0 = now()
-    fn()
-    inner = max(1, int(min_time / max(now() - t0, 1e-6)))
-    samples = []
-    for _ in range(repeats):
-        t0 = now()
-        for _ in range(inner):
-            fn()
-        samples.append((now() - t0) / inner)
-    return statistics.median(samples)
+    """Median seconds per call (autotune.measure.bench) on the wall clock or as process CPU seconds per
+    pool thread (see the module doc); `threads` must be the runtime's current thread count."""
+    assert csrc.num_threads() == threads, "timed() measures CPU time per runtime thread"
+    return measure.bench(fn, warmup=warmup, repeats=repeats, min_time=min_time, clock_kind=clock).seconds
 
 
 def host_model(probes: dict[str, float]) -> Accelerator:

@@ -1,31 +1,17 @@
-"""Clean measurement: warm-up, repeats, the median; ratios are taken within one run."""
+"""Clean measurement for the benchmarks: the tuner's own (autotune.measure) — warm-up, calls batched to
+at least `min_time`, repeats, the median — reported in seconds. Ratios are taken within one run."""
 from __future__ import annotations
 
-import statistics
-import time
+from autotune import measure
 
 
 def bench(fn, *, warmup: int = 2, repeats: int = 7, min_time: float = 0.02) -> float:
-    """Median seconds per call of `fn()`; short calls are batched so each sample lasts >= min_time."""
-    for _ in range(warmup):
-        fn()
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-9)
-    inner = max(1, int(min_time / one))
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - t0) / inner)
-    return statistics.median(samples)
+    """Median seconds per call of `fn()`."""
+    return measure.bench(fn, warmup=warmup, repeats=repeats, min_time=min_time).seconds
 
 
-def interleaved(fns: dict, *, rounds: int = 5, **kw) -> dict:
+def interleaved(fns: dict, *, rounds: int = 5, min_time: float = 0.02) -> dict:
     """Median seconds of each function, measured in alternating rounds so drift hits all alike."""
-    samples: dict = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, f in fns.items():
-            samples[k].append(bench(f, repeats=3, **kw))
-    return {k: statistics.median(v) for k, v in samples.items()}
+    for f in fns.values():  # warm-up (compiles, page faults) outside the rounds
+        f()
+    return {k: t.seconds for k, t in measure.interleaved(fns, rounds=rounds, min_time=min_time).items()}
