@@ -84,7 +84,6 @@ class FunctionLowering:
         self.env: dict[Value, object] = {}
         self.stack = 0
         self.argv: tuple[ir.Value, ir.Value, ir.Value, ir.Value] | None = None
-        self.grids = 0
 
     # ---- helpers ------------------------------------------------------------------------------
     def alloca(self, shape: tuple[int, ...], d: DType, loc=None) -> Buf:
@@ -451,7 +450,7 @@ class FunctionLowering:
         if len(n.srcs) == 3:
             acc_v = n.srcs[2]
             acc = self.tile(acc_v)
-            if not (isinstance(acc, Buf) and self.uses[acc_v] == 1 and getattr(acc, "owned", True)):
+            if not (isinstance(acc, Buf) and self.uses[acc_v] == 1):
                 acc = self.materialize(acc, into=self.alloca(n.result.shape, n.result.dtype, n.loc))
         self.env[n.result] = lower_dot(self, n, a, bb, acc)
 
@@ -571,12 +570,10 @@ class FunctionLowering:
         b.call(pfor, [body_fn, ctx, total, i64(0)])
 
     def _outline(self, region: Block, ctx_t, n_ext: int, free, caps) -> ir.Function:
-        self.grids += 1
         fnty = ir.FunctionType(ir.VoidType(), [PTR, I64, I64])
-        fn = ir.Function(self.module, fnty, name=f"{self.fn.name}.grid{self.grids}")
+        fn = ir.Function(self.module, fnty, name=f"{self.fn.name}.grid{len(self.module.globals)}")
         fn.linkage = "internal"
         sub = FunctionLowering(self.module, self.kernel, self.layout, fn, self.vlen, self.uses, self.options)
-        sub.grids = self.grids * 100
         b = sub.b
         ctx, begin, end = fn.args
         with b.goto_block(sub.entry):
