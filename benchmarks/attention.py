@@ -5,7 +5,8 @@
 For (B, H, S, D) in {(1, 8, 1024, 64), (1, 16, 2048, 128), (4, 8, 512, 64)}, float32 and bfloat16,
 causal and not: GFLOP/s (4*B*H*Sq*Sk*D flops, halved for causal), % of the matching peak of the host
 (FMA for float32, AMX for bfloat16, measured just before by autotune.probes on the same threads), and the
-ratio to PyTorch (time of PyTorch / ours; > 1 is faster) when torch is installed. Times are medians of
+ratio to PyTorch (time of PyTorch / ours; > 1 is faster) when torch is installed, with the block sizes
+the op chose (tuning database, marked "(tuned)", else its defaults; `--config` forces). Times are medians of
 interleaved rounds (benchmarks.timing), so drift of a shared machine hits both alike; every row is also
 checked against PyTorch (or the float64 reference of one head when torch is absent).
 """
@@ -21,7 +22,7 @@ import csrc
 from autotune import probes
 from benchmarks.timing import interleaved
 from codegen import dtypes as dt
-from ops.attention import attention, default_config, ref_attention
+from ops.attention import attention, default_config, launches, ref_attention, tuned_config
 
 SHAPES = ((1, 8, 1024, 64), (1, 16, 2048, 128), (4, 8, 512, 64))
 DTYPES = ("float32", "bfloat16")
@@ -81,9 +82,11 @@ def case(B: int, H: int, S: int, D: int, dtype: str, causal: bool, peak: float, 
     t = interleaved(fns, rounds=rounds)
     fl = flops(B, H, S, S, D, causal)
     gf = fl / t["ours"] / 1e9
+    tuned = tuned_config(*launches(q, k, v, causal=causal)[0])
+    used = config or tuned or default_config(dtype, S, S, D, D, causal, B * H, csrc.num_threads())
     row = {"shape": (B, H, S, D), "dtype": dtype, "causal": causal, "ms": t["ours"] * 1e3, "gflops": gf,
            "pct": 100 * gf / peak if peak else None, "err": err, "ok": err <= TOL[dtype],
-           "config": config or default_config(dtype, S, S, D, D, causal)}
+           "config": used, "config_source": "given" if config else "tuned" if tuned else "default"}
     if "torch" in t:
         row["torch_gflops"] = fl / t["torch"] / 1e9
         row["ratio"] = t["torch"] / t["ours"]
@@ -118,7 +121,8 @@ def table(rows: list[dict], title: str):
         pct = f"{r['pct']:.0f}% of {r['peak_name']} {r['peak']:,.0f}" if r["pct"] is not None else "-"
         ratio = r.get("ratio")
         t.add_row(",".join(map(str, r["shape"])), r["dtype"], "yes" if r["causal"] else "no",
-                  f"{cfg['BM']} x {cfg['BN']}", f"{r['ms']:.2f}", f"{r['gflops']:,.0f}", pct,
+                  f"{cfg['BM']} x {cfg['BN']}" + (" (tuned)" if r.get("config_source") == "tuned" else ""),
+                  f"{r['ms']:.2f}", f"{r['gflops']:,.0f}", pct,
                   f"{r['torch_gflops']:,.0f}" if "torch_gflops" in r else "-",
                   (f"[green]{ratio:.2f}x[/]" if ratio >= 1 else f"[red]{ratio:.2f}x[/]") if ratio else "-",
                   f"{r['err']:.1e}", "yes" if r["ok"] else "[red]NO[/]")

@@ -17,10 +17,26 @@ from codegen.ir import Block, Kernel, Node, Op
 _FP8_MAX = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0}
 
 
-def cast(x: np.ndarray, src: DType, dst: DType, saturate: bool = False) -> np.ndarray:
+def _bf16_fast(f: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 as vcvtneps2bf16 (`x.to(tl.bfloat16, fast=True)`, codegen.convert.f32_to_bf16_fast):
+    round to nearest even, subnormal inputs -> zero of their sign, NaN -> (bits >> 16) | 0x40."""
+    f = np.asarray(f, np.float32)
+    bits = f.view(np.uint32)
+    mag = bits & np.uint32(0x7FFFFFFF)
+    f = np.where(mag < 0x00800000, (bits & np.uint32(0x80000000)).view(np.float32), f)
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = f.astype(dt.bfloat16.np).view(np.uint16)
+    nan = ((bits >> np.uint32(16)) | np.uint32(0x40)).astype(np.uint16)
+    return np.where(mag > 0x7F800000, nan, r).view(dt.bfloat16.np)
+
+
+def cast(x: np.ndarray, src: DType, dst: DType, saturate: bool | str = False) -> np.ndarray:
+    """`saturate`: a CAST node's arg: True (FP8: saturate), False, or "fast" (bfloat16: see _bf16_fast)."""
     x = np.asarray(x)
     if src == dst:
         return x.copy()
+    if saturate == "fast" and dst == dt.bfloat16:
+        return _bf16_fast(cast(x, src, dt.float32))
     if dst == dt.bool_:
         return x.astype(np.float32 if src.is_float else x.dtype) != 0
     if dst.is_int:
@@ -31,7 +47,7 @@ def cast(x: np.ndarray, src: DType, dst: DType, saturate: bool = False) -> np.nd
             return np.where(f >= 2.0 ** (dst.bits - 1), info.max, r).astype(dst.np)  # 2^63 itself rounds up
         return x.astype(dst.np)  # int -> int wraps like C
     f = x.astype(np.float32)  # exact for every narrower source; ints round to nearest
-    if saturate and dst.name in _FP8_MAX:
+    if saturate and saturate != "fast" and dst.name in _FP8_MAX:
         m = np.float32(_FP8_MAX[dst.name])
         f = np.where(np.isnan(f), f, np.clip(f, -m, m))
     with np.errstate(over="ignore", invalid="ignore"):

@@ -88,9 +88,10 @@ class Op(Enum):
     MAXIMUM = auto(); MINIMUM = auto(); AND = auto(); OR = auto()  # noqa: E702
     LT = auto(); LE = auto(); GT = auto(); GE = auto(); EQ = auto(); NE = auto()  # noqa: E702
     NEG = auto(); ABS = auto(); NOT = auto(); EXP = auto(); EXP2 = auto(); LOG = auto()  # noqa: E702
+    # (EXP2 arg=precision: None, or "float32"/"bfloat16" for tl.exp2's cheaper variants)
     SQRT = auto(); RSQRT = auto()  # noqa: E702
     WHERE = auto()      # srcs=(cond, a, b)
-    CAST = auto()       # arg=saturate (bool)
+    CAST = auto()       # arg=saturate (bool), or "fast" (bfloat16 rounding of normals only; see tl.to)
     # shape
     BROADCAST = auto()  # result shape from the same-rank source with 1s expanded (or a scalar)
     RESHAPE = auto()    # insert/remove size-1 dims

@@ -69,6 +69,14 @@ def free_values(block: Block) -> list[Value]:
     return list(free)
 
 
+def _dot(b: ir.IRBuilder, terms) -> ir.Value:
+    """sum(x * y) of (i64, i64) pairs."""
+    out = i64(0)
+    for x, y in terms:
+        out = b.add(out, x if isinstance(y, ir.Constant) and y.constant == 1 else b.mul(x, y))
+    return out
+
+
 class FunctionLowering:
     """Lowers one LLVM function: the kernel entry, or one outlined grid body."""
 
@@ -306,7 +314,26 @@ class FunctionLowering:
                 masked_store(b, v, ptr, mask, align)
             else:
                 masked_scatter(b, v, ptr, mask, align)
-        self.each_vector(value.shape, body)
+        if not (value.shape and contiguous and tuple(n.arg.extents) == tuple(value.shape)):
+            self.each_vector(value.shape, body)
+            return
+        # a tile wholly inside the array (one check per store) takes plain vector stores
+        b = self.b
+        ok = valid
+        for (s, _, size), extent in zip(dims, value.shape):
+            inb = b.and_(b.icmp_signed(">=", s, i64(0)), b.icmp_signed("<=", b.add(s, i64(extent)), size))
+            ok = inb if ok is None else b.and_(ok, inb)
+        corner = b.gep(base, [_dot(b, [(s, stride) for s, stride, _ in dims])], source_etype=elem)
+
+        def plain(idx, col, w):
+            off = _dot(b, [(i, stride) for i, (_, stride, _) in zip(idx, dims[:-1])] + [(col, i64(1))])
+            v = to_mem(b, src.emit(b, idx, col, w), d)
+            b.store(v, b.gep(corner, [off], source_etype=elem), align=align)
+        with b.if_else(ok, likely=True) as (then, otherwise):
+            with then:
+                self.each_vector(value.shape, plain)
+            with otherwise:
+                self.each_vector(value.shape, body)
 
     # ---- elementwise --------------------------------------------------------------------------
     def elementwise(self, n: Node):
@@ -323,13 +350,14 @@ class FunctionLowering:
         """The op on register values (scalars or vectors of any width)."""
         op, src_d, out_d = n.op, n.srcs[0].dtype, n.result.dtype
         if op == Op.CAST:
-            return convert.cast(b, xs[0], src_d.name, out_d.name, saturate=bool(n.arg))
+            return convert.cast(b, xs[0], src_d.name, out_d.name, saturate=bool(n.arg), fast=n.arg == "fast",
+                                avx512bf16=bool(self.options.get("avx512bf16")))
         if op == Op.WHERE:
             return b.select(xs[0], xs[1], xs[2])
         cd = dt.compute_type(src_d)
         if cd != src_d:
             xs = [convert.cast(b, x, src_d.name, "float32") for x in xs]
-        r = arith(b, op, xs, cd)
+        r = arith(b, op, xs, cd, n.arg, self.options)
         if op not in COMPARE and cd != out_d:
             r = convert.cast(b, r, cd.name, out_d.name)
         return r

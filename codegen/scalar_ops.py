@@ -27,7 +27,16 @@ def gather_lanes(b, element, col, w: int):
     return out
 
 
-def arith(b: ir.IRBuilder, op: Op, xs, d: DType) -> ir.Value:
+def avx512_math(options: dict | None) -> bool:
+    """Whether the target's options allow mathlib's AVX-512 F + DQ paths (vreduceps, vscalefps): 64-byte
+    vectors and AVX512-BF16, which every CPU that has it (Cooper Lake, Sapphire Rapids, Zen 4 and later)
+    pairs with DQ and VL."""
+    return bool(options) and options.get("vector_bytes", 0) >= 64 and bool(options.get("avx512bf16"))
+
+
+def arith(b: ir.IRBuilder, op: Op, xs, d: DType, arg=None, options: dict | None = None) -> ir.Value:
+    """`op` on register values of dtype d; `arg` is the node's (EXP2: the precision, see tl.exp2);
+    `options` the lowering's target options (codegen_options)."""
     x = xs[0]
     y = xs[1] if len(xs) > 1 else None
     if d.is_float:
@@ -46,6 +55,7 @@ def arith(b: ir.IRBuilder, op: Op, xs, d: DType) -> ir.Value:
                 if op != Op.NE else b.fcmp_unordered("!=", x, y)
         if op == Op.NEG: return b.fneg(x)
         if op == Op.ABS: return b.select(b.fcmp_ordered("<", x, ir.Constant(x.type, None)), b.fneg(x), b.fadd(x, ir.Constant(x.type, None)))
+        if op == Op.EXP2 and arg is not None: return mathlib.exp2_fast(b, x, arg, avx512_math(options))
         return {Op.EXP: mathlib.exp, Op.EXP2: mathlib.exp2, Op.LOG: mathlib.log, Op.SQRT: mathlib.sqrt,
                 Op.RSQRT: mathlib.rsqrt}[op](b, x)
     zero = ir.Constant(x.type, None)
@@ -82,6 +92,18 @@ def floor(b, x):
 
 
 def combiner(kind: str, d: DType):
+    """`(b, acc, x) -> acc'` of a reduction. Float max / min propagate NaN (as the interpreter's np.max)
+    in two selects that x86 makes one vmaxps / vminps plus one blend on a mask that only depends on x,
+    off the accumulator's dependency chain: acc' = max(x, t) with t = (x if x is NaN else acc), where
+    max(a, b) = a > b ? a : b keeps b when either is NaN (x86's operand order). Ties return acc."""
+    if d.is_float and kind in ("max", "min"):
+        pred = ">" if kind == "max" else "<"
+
+        def combine(b, acc, x):
+            t = b.select(b.fcmp_unordered("uno", x, x), x, acc)
+            return b.select(b.fcmp_ordered(pred, x, t), x, t)
+        combine.nan_pred = pred  # for hreduce: NaN checked once per vector, then a plain max / min tree
+        return combine
     op = {"sum": Op.ADD, "max": Op.MAXIMUM, "min": Op.MINIMUM}[kind]
     return lambda b, x, y: arith(b, op, [x, y], d)
 
@@ -96,8 +118,14 @@ def identity(kind: str, d: DType) -> ir.Constant:
 
 
 def hreduce(b, v, combine):
-    """Tree reduction of a vector to a scalar."""
+    """Tree reduction of a vector to a scalar. A float max / min (`combiner`) tests the vector for NaN
+    once and reduces with plain vmaxps / vminps: NaN if any lane is NaN (the quiet NaN, as np.max)."""
     w = v.type.count
+    pred = getattr(combine, "nan_pred", None)
+    if pred is not None and w > 1:
+        nan = b.icmp_unsigned("!=", b.bitcast(b.fcmp_unordered("uno", v, v), ir.IntType(w)), ir.Constant(ir.IntType(w), 0))
+        r = hreduce(b, v, lambda b, x, y: b.select(b.fcmp_ordered(pred, x, y), x, y))
+        return b.select(nan, ir.Constant(r.type, float("nan")), r)
     while w > 1:
         half = (w + 1) // 2
         lo = b.shuffle_vector(v, v, ir.Constant(vec(I32, half), list(range(half))))

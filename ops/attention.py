@@ -10,7 +10,14 @@ the keys in blocks of BN (online softmax, FlashAttention-2): scores of one block
 CPU flash kernel and FA2 do). Nothing of size Sq x Sk is ever materialized: the largest buffers are the
 BM x BN scores of one block. With `causal=True` the key loop of query block i stops at the block holding
 the diagonal (its bound depends on i), so blocks above the diagonal are never computed; only the blocks
-that cross the diagonal (or the ragged end of the keys) carry an element mask.
+that cross the diagonal (or the ragged end of the keys) carry an element mask. P = exp2(scores - max)
+uses tl.exp2's softmax-grade approximation (`precision=`: "bfloat16" where P is rounded to bfloat16
+anyway, else "float32"); the rescale factors use the full-accuracy exp2. For bfloat16, P is rounded with
+`.to(tl.bfloat16, fast=True)` (one vcvtneps2bf16 per 16 values on AVX512-BF16): it differs from the
+exact cast only on subnormal and NaN inputs, and P (in [0, 1], flushed below 2^-126) has no subnormals.
+
+Block sizes: the caller's `config`, else the tuning database's best of `SPACE` for the launch's bucket
+(`tuned_config`, filled by `tilebench tune attention`), else `default_config`.
 
 Semantics (shared/reference/fp8-attention.md section 3):
 - q (..., Hq, Sq, D), k (..., Hkv, Sk, D), v (..., Hkv, Sk, Dv) -> out (..., Hq, Sq, Dv) in q's dtype.
@@ -32,19 +39,24 @@ Semantics (shared/reference/fp8-attention.md section 3):
   any strides (a last dim that is not contiguous is copied, O(S * D)); the result is a NumPy array.
 
 Tolerances against the float64 reference `ref_attention` (tests/ops/test_attention.py, from the
-reference doc section 4.1): float32 atol 1e-5 + rtol 5e-6 (the SDPA CPU fused-vs-math tolerance; exp2 is
-within 1.3 ulp, sums in float32); bfloat16 / float16: P is rounded to the input dtype before P @ V (as
-PyTorch does) and the output once, so the error is at most twice that of PyTorch's result in the same
-dtype, with the SDPA CPU tolerances (bf16 5e-2, fp16 1e-2) as the floor. LSE: float32 2e-5, narrow 1e-3.
+reference doc section 4.1): float32 atol 1e-5 + rtol 5e-6 (the SDPA CPU fused-vs-math tolerance; P's
+exp2 is within about 1.5 ulp, sums in float32); bfloat16 / float16: P is rounded to the input dtype
+before P @ V (as PyTorch does; bfloat16's exp2 is within 1e-4 relative, 1/40 of that rounding) and the
+output once, so the error is at most twice that of PyTorch's result in the same dtype, with the SDPA CPU
+tolerances (bf16 5e-2, fp16 1e-2) as the floor. LSE: float32 2e-5, narrow 1e-3. P values below 2^-126
+(2^-125.5 without AVX-512) of the row max are flushed to zero (no effect at these tolerances).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 import csrc
 import tilelang as tl
+from autotune import lookup
+from autotune.space import bucket
 from codegen import dtypes as dt
 from ops._checks import as_array, dtype_of
 
@@ -61,6 +73,12 @@ DEFAULTS = {
     "float16": {"BM": 128, "BN": 256},
 }
 CAUSAL_BN = {"float32": 128, "float16": 128}  # causal: smaller diagonal blocks waste less
+# The tuning space (`tilebench tune attention`): BM query rows per program x BN keys per online-softmax
+# step. Blocks over 64K scores (256 x 512) need more than the compiler's 2 MiB of tile buffers and fail to
+# compile (the tuner scores them as failed). Tuned configs are looked up per launch bucket (`tuned_config`).
+SPACE = {"BM": [32, 64, 128, 256], "BN": [64, 128, 256, 512]}
+MAX_BLOCK = 1 << 16  # BM * BN that compiles (head dims up to 128)
+_TUNED: dict = {}  # launch bucket (argument dtypes and bucketed shapes, fixed constexprs) -> config or None
 
 
 @tl.jit
@@ -98,8 +116,11 @@ def attention_kernel(q, k, v, o, lse, mask, G, qk_scale,
             for j in tl.range(interior, tl.cdiv(tl.minimum((i + 1) * BM, Sk), BN)):
                 m, l, acc = _block(k, v, mask, qt, m, l, acc, z, h, hk, i, j, Sk, qk_scale, D, DV, BM, BN,
                                    True, True, MASK)
-        else:  # one loop: the bound check of the keys costs a compare and a select per score
-            for j in tl.range(tl.cdiv(Sk, BN)):
+        else:  # whole key blocks without a bound check, then the ragged last one (if any) with it
+            for j in tl.range(Sk // BN):
+                m, l, acc = _block(k, v, mask, qt, m, l, acc, z, h, hk, i, j, Sk, qk_scale, D, DV, BM, BN,
+                                   False, False, MASK)
+            for j in tl.range(Sk // BN, tl.cdiv(Sk, BN)):
                 m, l, acc = _block(k, v, mask, qt, m, l, acc, z, h, hk, i, j, Sk, qk_scale, D, DV, BM, BN,
                                    False, True, MASK)
         inv = tl.where(l > 0.0, 1.0 / l, 0.0)
@@ -145,12 +166,21 @@ def _block(k, v, mask, qt, m, l, acc, z, h, hk, i, j, Sk, qk_scale, D, DV, BM, B
         alpha = tl.exp(m - m_use)
     else:
         if edge or CAUSAL or kind == 1:
-            p = tl.exp2(tl.where(ok, s * qk_scale - m_use, float("-inf")))
+            x = tl.where(ok, s * qk_scale - m_use, float("-inf"))
         else:
-            p = tl.exp2(s * qk_scale - m_use)
+            x = s * qk_scale - m_use
+        # x <= 0: the softmax-grade exp2, to the accuracy P keeps (P is rounded to v's dtype for P @ V)
+        if v.dtype == tl.bfloat16:
+            p = tl.exp2(x, precision="bfloat16")
+        else:
+            p = tl.exp2(x, precision="float32")
         alpha = tl.exp2(m - m_use)
     l = l * alpha + p.sum(axis=1, keepdims=True)
-    acc = tl.dot(p.to(v.dtype), v[z, hk, j * BN:(j + 1) * BN, 0:DV], acc * alpha)
+    if v.dtype == tl.bfloat16:  # one vcvtneps2bf16 per 16 values; 0 <= P <= 1 has no subnormals to flush
+        pv = p.to(tl.bfloat16, fast=True)
+    else:
+        pv = p.to(v.dtype)
+    acc = tl.dot(pv, v[z, hk, j * BN:(j + 1) * BN, 0:DV], acc * alpha)
     return m_new, l, acc
 
 
@@ -231,17 +261,40 @@ def default_config(dtype: str, Sq: int, Sk: int, D: int, Dv: int, causal: bool =
     return cfg
 
 
-def _kernel_args(dtype: str, Sq: int, Sk: int, D: int, Dv: int, causal: bool, batch_heads: int,
-                 config: dict | None) -> dict:
-    cfg = default_config(dtype, Sq, Sk, D, Dv, causal, batch_heads, csrc.num_threads())
+def tuned_config(args: tuple, fixed: dict) -> dict | None:
+    """The stored best {BM, BN} of `SPACE` for this launch of `attention_kernel(*args, **fixed)` from the
+    tuning database (`tilebench tune attention` fills it), or None when nothing is stored (the caller
+    then takes `default_config`, which depends on the thread count as well). The database is read once
+    per bucket of the tuning key (array dtypes and power-of-two shape buckets, fixed constexprs)."""
+    key = (tuple((str(a.dtype), tuple(bucket(n) for n in a.shape)) for a in args if isinstance(a, np.ndarray)),
+           tuple(sorted(fixed.items())))
+    if key not in _TUNED:
+        found = lookup(attention_kernel, args, SPACE, kwargs=fixed)
+        _TUNED[key] = dict(found.kwargs) if found is not None else None
+    return _TUNED[key]
+
+
+@dataclass
+class _Plan:
+    """The launches of one `attention` call: outputs, kernel argument tuples and fixed constexprs."""
+    out: np.ndarray
+    lse: np.ndarray
+    launches: list
+    fixed: dict
+    dtype: str = "float32"
+    dims: tuple = ()  # (Sq, Sk, D, Dv, causal, batch * heads) for default_config
+
+
+def _config(plan: _Plan, config: dict | None) -> dict:
+    """The block sizes of this call: the caller's `config` over the tuned config over the defaults."""
+    cfg = tuned_config(plan.launches[0], plan.fixed) or default_config(plan.dtype, *plan.dims,
+                                                                       threads=csrc.num_threads())
+    cfg = dict(cfg)
     if config:
         unknown = set(config) - {"BM", "BN"}
         if unknown:
             raise ValueError(f"attention: config takes BM and BN, got {sorted(unknown)}")
         cfg.update(config)
-    # head dims are padded to a multiple of 16 (loads fill zeros, stores skip): fewer specializations
-    cfg["D"] = max(16, -(-D // 16) * 16)
-    cfg["DV"] = max(16, -(-Dv // 16) * 16)
     return cfg
 
 
@@ -251,7 +304,26 @@ def attention(q, k, v, *, causal: bool = False, scale: float | None = None, mask
     (see the module docstring): q (..., Hq, Sq, D), k (..., Hkv, Sk, D), v (..., Hkv, Sk, Dv); float32,
     bfloat16 or float16 (all three the same), float32 accumulation; returns out (..., Hq, Sq, Dv) in the
     input dtype, and with `return_lse=True` also the float32 log-sum-exp (..., Hq, Sq) (-inf on rows with
-    nothing to attend to). `config` overrides the kernel's block sizes {"BM": .., "BN": ..}."""
+    nothing to attend to). `config` overrides the kernel's block sizes {"BM": .., "BN": ..}; without it
+    they come from the tuning database (`tuned_config`), else from `default_config`."""
+    plan = _plan(q, k, v, causal, scale, mask, enable_gqa)
+    if plan.launches:
+        cfg = _config(plan, config)
+        for args in plan.launches:
+            attention_kernel(*args, **plan.fixed, **cfg)
+    return (plan.out, plan.lse) if return_lse else plan.out
+
+
+def launches(q, k, v, *, causal: bool = False, scale: float | None = None, mask=None,
+             enable_gqa: bool = False) -> list[tuple[tuple, dict]]:
+    """The `attention_kernel` launches `attention` makes for these arguments, as (args, fixed constexprs)
+    pairs without the block sizes: what a tuner runs `SPACE` on (the outputs are fresh arrays)."""
+    plan = _plan(q, k, v, causal, scale, mask, enable_gqa)
+    return [(args, dict(plan.fixed)) for args in plan.launches]
+
+
+def _plan(q, k, v, causal, scale, mask, enable_gqa) -> _Plan:
+    """Validate the inputs of `attention` and plan its kernel launches (none when the result is trivial)."""
     q, k, v = as_array(q, "q"), as_array(k, "k"), as_array(v, "v")
     dq = dtype_of(q, "q", INPUTS)
     dtype_of(k, "k", INPUTS), dtype_of(v, "v", INPUTS)
@@ -329,17 +401,17 @@ def attention(q, k, v, *, causal: bool = False, scale: float | None = None, mask
 
     out = np.empty(out_batch + (Sq, Dv), q.dtype)
     lse = np.empty(out_batch + (Sq,), np.float32)
-    if out.size == 0 and lse.size == 0:
-        return (out, lse) if return_lse else out
+    plan = _Plan(out, lse, [], {})
     if Sk == 0:
         out[...] = 0
         lse[...] = -np.inf
-        return (out, lse) if return_lse else out
-    if out.size == 0:
-        return (out, lse) if return_lse else out
+    if Sk == 0 or out.size == 0:
+        return plan
 
-    cfg = _kernel_args(dq.name, Sq, Sk, D, Dv, causal, math.prod(out_batch), config)
-    cfg["CAUSAL"], cfg["MASK"] = bool(causal), mode
+    # head dims are padded to a multiple of 16 (loads fill zeros, stores skip): fewer specializations
+    plan.fixed = {"D": max(16, -(-D // 16) * 16), "DV": max(16, -(-Dv // 16) * 16), "CAUSAL": bool(causal),
+                  "MASK": mode}
+    plan.dtype, plan.dims = dq.name, (Sq, Sk, D, Dv, bool(causal), math.prod(out_batch))
     qk_scale = scale if mode == 2 else scale * LOG2E  # additive masks: natural log domain (see _block)
     if qk_scale < 0:  # the kernel wants scale >= 0 (its block max is the scaled max): negate q instead (exact)
         q, qk_scale = np.negative(q), -qk_scale
@@ -354,8 +426,8 @@ def attention(q, k, v, *, causal: bool = False, scale: float | None = None, mask
     o4 = out.reshape((math.prod(outer), Hq, Sq, Dv))
     l4 = lse.reshape((math.prod(outer), Hq, Sq))
     if all(flat is not None for _, flat in views):
-        args = [flat for _, flat in views] + ([] if mode else [dummy])
-        attention_kernel(args[0], args[1], args[2], o4, l4, args[3], G, qk_scale, **cfg)
+        a = [flat for _, flat in views] + ([] if mode else [dummy])
+        plan.launches.append((a[0], a[1], a[2], o4, l4, a[3], G, qk_scale))
     else:  # leading dims that cannot merge into one without a copy: one launch per outer index
         o_full = out.reshape(outer + (Hq, Sq, Dv))
         l_full = lse.reshape(outer + (Hq, Sq))
@@ -363,8 +435,9 @@ def attention(q, k, v, *, causal: bool = False, scale: float | None = None, mask
             a = [full[idx][None] for full, _ in views] + ([] if mode else [dummy])
             # (reshape, not [None]: the launcher rejects the stride 0 numpy gives a new size-1 dim)
             o1, l1 = o_full[idx].reshape((1, Hq, Sq, Dv)), l_full[idx].reshape((1, Hq, Sq))
-            attention_kernel(a[0], a[1], a[2], o1, l1, a[3], G, qk_scale, **cfg)
-    return (out, lse) if return_lse else out
+            plan.launches.append((a[0], a[1], a[2], o1, l1, a[3], G, qk_scale))
+    return plan
 
 
-__all__ = ["attention", "attention_kernel", "default_config", "ref_attention"]
+__all__ = ["SPACE", "attention", "attention_kernel", "default_config", "launches", "ref_attention",
+           "tuned_config"]

@@ -84,7 +84,16 @@ def dot(a, b, acc=None) -> Tile:
 
 
 def exp(x): return sem.unary(Op.EXP, x)
-def exp2(x): return sem.unary(Op.EXP2, x)
+def exp2(x, precision=None):
+    """2^x elementwise (float32). `precision=None`: within 1 ulp, subnormal results and specials exact.
+    For softmax-like uses (x <= 0, tiny results irrelevant), a cheaper approximation: "float32" (about 1.5
+    ulp) or "bfloat16" (relative error 1e-4, ahead of a rounding to bfloat16); both flush results below
+    2^-126 (2^-125.5 on targets without AVX-512) to zero, never give a subnormal (2^-inf = 0 exactly), are
+    exact on integers (1 at 0), inf from 128 and keep NaN. The interpreter computes
+    exp2 exactly whatever `precision` says."""
+    return sem.unary(Op.EXP2, x, precision)
+
+
 def log(x): return sem.unary(Op.LOG, x)
 def sqrt(x): return sem.unary(Op.SQRT, x)
 def rsqrt(x): return sem.unary(Op.RSQRT, x)
@@ -97,9 +106,13 @@ def min(x, axis=None, keepdims=False): return sem.reduce("min", x, axis, keepdim
 amax = max
 
 
-def cast(x, dtype: DType, saturate: bool = False) -> Tile:
-    """`x.to(dtype)`; FP8 targets round to nearest even, `saturate` clamps overflow to the max."""
-    return sem.cast(x, dtype, saturate)
+def cast(x, dtype: DType, saturate: bool = False, fast: bool = False) -> Tile:
+    """`x.to(dtype)`; float targets round to nearest even, `saturate` (FP8) clamps overflow to the max.
+    `fast` (bfloat16 targets): the rounding of AVX512-BF16's vcvtneps2bf16, one instruction where the
+    exact cast takes about ten: identical except that float32 subnormal inputs give a zero of their sign
+    and NaN keeps its top payload bits (quieted) instead of becoming 0x7FC0. The same bits on every
+    target (integer arithmetic without AVX512-BF16) and in the interpreter."""
+    return sem.cast(x, dtype, saturate, fast)
 
 
 def _static_shape(shape) -> tuple[int, ...]:

@@ -98,8 +98,8 @@ class Tile:
     __hash__ = object.__hash__
 
     # methods
-    def to(self, dtype: DType, saturate: bool = False) -> Tile:
-        return cast(self, dtype, saturate)
+    def to(self, dtype: DType, saturate: bool = False, fast: bool = False) -> Tile:
+        return cast(self, dtype, saturate, fast)
 
     def sum(self, axis=None, keepdims=False): return reduce("sum", self, axis, keepdims)
     def max(self, axis=None, keepdims=False): return reduce("max", self, axis, keepdims)
@@ -264,7 +264,7 @@ def broadcast_to(x: Tile, shape: tuple[int, ...]) -> Tile:
     return Tile(builder().value(Op.BROADCAST, Type(x.dtype, shape), (x.value,)))
 
 
-def cast(x, dtype: DType, saturate: bool = False) -> Tile:
+def cast(x, dtype: DType, saturate: bool = False, fast: bool = False) -> Tile:
     if not isinstance(dtype, DType):
         raise CompileError(f".to() expects a tl dtype such as tl.float32, got {dtype!r}")
     x = to_tile(x, dtype)
@@ -272,7 +272,11 @@ def cast(x, dtype: DType, saturate: bool = False) -> Tile:
         return x
     if saturate and dtype not in (dt.float8_e4m3fn, dt.float8_e5m2):
         raise CompileError(f"saturate=True applies to FP8 targets, not {dtype}")
-    return Tile(builder().value(Op.CAST, Type(dtype, x.shape), (x.value,), arg=bool(saturate)))
+    if fast and dtype != dt.bfloat16:
+        raise CompileError(f"fast=True applies to bfloat16 targets, not {dtype}")
+    # the CAST node's arg: True (saturate), "fast" (bfloat16 as vcvtneps2bf16, see tl.cast) or False
+    arg = "fast" if fast else bool(saturate)
+    return Tile(builder().value(Op.CAST, Type(dtype, x.shape), (x.value,), arg=arg))
 
 
 def binary(op: Op, a, b) -> Tile:
@@ -292,13 +296,18 @@ def binary(op: Op, a, b) -> Tile:
     return Tile(builder().value(op, Type(rd, shape), (a.value, b.value)))
 
 
-def unary(op: Op, x) -> Tile:
+EXP2_PRECISIONS = (None, "float32", "bfloat16")  # tl.exp2(x, precision=...): see codegen.mathlib.exp2_fast
+
+
+def unary(op: Op, x, arg=None) -> Tile:
     x = to_tile(x)
     if op in (Op.EXP, Op.EXP2, Op.LOG, Op.SQRT, Op.RSQRT) and not x.dtype.is_float:
         x = cast(x, dt.float32)
     if op == Op.NOT and x.dtype != dt.bool_:
         raise CompileError(f"`~`/logical not needs a bool tile, got {x.value.type}")
-    return Tile(builder().value(op, x.value.type, (x.value,)))
+    if arg is not None and not (op == Op.EXP2 and arg in EXP2_PRECISIONS):
+        raise CompileError(f"tl.exp2 takes precision None, 'float32' or 'bfloat16', got {arg!r}")
+    return Tile(builder().value(op, x.value.type, (x.value,), arg))
 
 
 def where(cond, a, b) -> Tile:

@@ -13,6 +13,7 @@ import pytest
 from llvmlite import ir
 
 from codegen import mathlib
+from codegen.target import host_target
 from tests.codegen.llvm_harness import compile_map, portable_asm
 
 ULP_BOUND = 2.0  # the library's contract; measured maxima over all 2^32 inputs are lower (module doc)
@@ -212,3 +213,61 @@ def test_rejects_non_float():
     b = ir.IRBuilder(fn.append_basic_block())
     with pytest.raises(TypeError, match="float"):
         mathlib.exp(b, ir.Constant(ir.IntType(32), 1))
+
+
+# ---- exp2_fast: the softmax-grade exp2 behind tl.exp2(x, precision=...) ------------------------
+
+FAST_BOUND = {"float32": 2.0e-7, "bfloat16": 1.1e-4}  # relative, where the result is >= 2^-125
+
+
+AVX512 = host_target().avx512bf16 and host_target().vector_bytes >= 64  # scalar_ops.avx512_math's rule
+
+
+@pytest.mark.parametrize("precision", sorted(FAST_BOUND))
+@pytest.mark.parametrize("avx512,width", [(False, 16), pytest.param(True, 16, marks=pytest.mark.skipif(
+    not AVX512, reason="no AVX-512 DQ")), pytest.param(True, 8, marks=pytest.mark.skipif(not AVX512, reason="no AVX-512 DQ")),
+    pytest.param(True, 4, marks=pytest.mark.skipif(not AVX512, reason="no AVX-512 DQ"))])
+def test_exp2_fast_accuracy_and_specials(precision, avx512, width):
+    """Both paths (integer exponent arithmetic; vreduceps + vscalefps on AVX-512) on every lane count
+    the AVX-512 path takes (the scalar tail of the harness takes the other path)."""
+    f = compile_map(lambda b, x: mathlib.exp2_fast(b, x, precision, avx512), "float32", "float32", width, True)
+    x = np.concatenate([f32_range(-125.0, -0.0, 509), f32_range(0.0, 127.99, 509), np.random.default_rng(15).uniform(-125, 127.9, 100_000).astype(np.float32)])
+    x = x[: x.size // width * width]
+    got, ref = f(x).astype(np.float64), np.exp2(x.astype(np.float64))
+    assert np.max(np.abs(got / ref - 1)) <= FAST_BOUND[precision]
+    k = np.arange(-125, 131, dtype=np.float32)  # integers are exact
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(f(k), np.ldexp(np.float32(1), k.astype(int)).astype(np.float32))
+    sp = np.array([-np.inf, -1e30, -126.5, -127.0, 128.0, 1e30, np.inf, np.nan, -0.0, 0.0, -1e-40, -200.0,
+                   -126.25, 127.5, 1e-40, np.nan], np.float32)
+    sp = np.resize(sp, -(-sp.size // width) * width)
+    got = f(sp)
+    np.testing.assert_array_equal(got[:7], [0, 0, 0, 0, np.inf, np.inf, np.inf])  # flushed below 2^-126
+    assert np.isnan(got[7]) and got[8] == got[9] == 1.0
+    if width >= 12:
+        assert abs(got[10] - 1) <= FAST_BOUND[precision] and got[11] == 0 and got[12] == 0
+        assert got[13] > 1.7e38 and got[14] == 1.0
+    no_subnormals = f(np.linspace(-200, 0, 20001, dtype=np.float32)[: 20000 // width * width])
+    assert not ((no_subnormals > 0) & (no_subnormals < 2.0 ** -126)).any()
+
+
+def test_tl_exp2_precision_lowers_to_exp2_fast():
+    import tilelang as tl
+    from tilelang.errors import KernelError
+
+    @tl.jit
+    def k(x, y, P: tl.constexpr = None):
+        for i in tl.grid(tl.cdiv(x.shape[0], 64)):
+            y[i * 64:(i + 1) * 64] = tl.exp2(x[i * 64:(i + 1) * 64], precision=P)
+
+    x = np.concatenate([np.linspace(-130, 0, 997, dtype=np.float32), [-np.inf, np.nan]]).astype(np.float32)
+    ref = np.exp2(x.astype(np.float64))
+    for p, tol in [(None, 1.2e-7), ("float32", 2e-7), ("bfloat16", 1.1e-4)]:
+        y = np.empty_like(x)
+        k(x, y, P=p)
+        big = ref >= 2.0 ** -125
+        assert np.max(np.abs(y[big] / ref[big] - 1)) <= tol and y[-2] == 0 and np.isnan(y[-1])
+        if p is not None:
+            assert (y[ref < 2.0 ** -126] == 0).all()  # the flush (from 2^-125.5 without AVX-512)
+    with pytest.raises(KernelError, match="precision"):
+        k(x, np.empty_like(x), P="float16")
