@@ -21,7 +21,7 @@ from llvmlite import ir
 
 from codegen import convert
 from codegen import dtypes as dt
-from codegen.dot_kernel import block_loops, fma_scheme
+from codegen.dot_kernel import block_loops, fma_scheme, stream_loops
 from codegen.dot_pack import pack_panel, pack_panel_t, pack_rows, source_of, with_loader
 from codegen.ir import Node
 from codegen.llvm_util import i64, reg_type
@@ -31,6 +31,7 @@ from codegen.tiles import Buf
 # (AVX-512: 32 zmm registers; AVX2 and 16-byte vectors: 16 registers).
 FMA_BLOCKS = {16: (6, 4), 8: (6, 2), 4: (6, 2)}
 FMA_UNROLL = 4
+STREAM_CHUNK = 8  # k-steps per chunk of a streamed (few-row) dot: 4-64 measured alike on the dev machine
 NARROW = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
 
 
@@ -85,6 +86,19 @@ def converter(b: ir.IRBuilder, src: dt.DType, dst: dt.DType):
     return lambda x: convert.cast(b, x, src.name, dst.name)
 
 
+def wide_panel(N: int, V: int, most: int) -> int:
+    """Vectors per panel for a few-row dot: as many as the registers allow (`most`), preferring a count
+    that divides N into whole panels (no ragged panel, which would have to be packed)."""
+    nvec = -(-N // V)
+    if nvec <= most:
+        return nvec
+    if N % V == 0:
+        fits = [d for d in range(most, most // 2, -1) if nvec % d == 0]
+        if fits:
+            return fits[0]
+    return most
+
+
 def lower_dot_vector(fl, n: Node, a, bt, acc: Buf | None, V: int) -> Buf:
     """The FMA / integer micro-kernel at V lanes (f32 or i32 compute)."""
     (M, K), N = n.srcs[0].shape, n.srcs[1].shape[1]
@@ -93,7 +107,7 @@ def lower_dot_vector(fl, n: Node, a, bt, acc: Buf | None, V: int) -> Buf:
     acc_t = reg_type(out)
     MR, NV = FMA_BLOCKS.get(V, (4, 2))
     if M < MR:  # few rows (GEMV-like): wider panels, so B streams along whole rows
-        NV = max(NV, min(-(-N // V), ((32 if V >= 16 else 16) - 4) // M))
+        NV = max(NV, wide_panel(N, V, ((32 if V >= 16 else 16) - 4) // M))
     NR = NV * V
     sa, sb = source_of(fl, n.srcs[0]), source_of(fl, n.srcs[1])
     # A: row-major M x K, or k-major (K x M) when the operand is a transpose; used in place when it
@@ -132,30 +146,21 @@ def lower_dot_vector(fl, n: Node, a, bt, acc: Buf | None, V: int) -> Buf:
     def pack_b(p, ncols):
         with_loader(fl, sb, lambda ld: pack(fl, ld, cvt, Bp, acc_t, p, ncols, K=K, V=V, NV=NV))
 
-    if M <= MR and sb.from_array and sb.dtype == out and not sb.transposed:
-        # one row block: every B element is used once, so whole panels of an in-bounds tile are read
-        # in place (the ragged last panel, and edge tiles, are packed through their masked loads)
-        base, rs, ok = sb.resolve()
-        packer = pack_b
-
-        def pack_b(p, ncols):
-            if ncols < NR:
-                packer(p, ncols)
-                return None
-            direct = b.gep(base, [b.mul(p, i64(NR))], source_etype=acc_t)
-            pre = b.block
-            with b.if_then(b.not_(ok), likely=False):
-                packer(p, ncols)
-                packed = b.block
-            ptr = b.phi(Bp.type)
-            ptr.add_incoming(direct, pre)
-            ptr.add_incoming(Bp, packed)
-            step = b.phi(rs.type)
-            step.add_incoming(rs, pre)
-            step.add_incoming(i64(NR), packed)
-            return ptr, step
     C = out_buffer(fl, n, acc)
-    block_loops(b, fma_scheme(V, acc_t), M=M, N=N, steps=K, MR=MR, NV=NV, unroll=FMA_UNROLL,
-                a_ptr=a_ptr, a_rs=a_rs, a_ks=a_ks, b_ptr=Bp, b_step=NR, b_panel=0, c_ptr=C.ptr,
-                init_zero=acc is None, pack_panel=pack_b)
+    loops = dict(M=M, N=N, steps=K, NV=NV, unroll=FMA_UNROLL, a_ptr=a_ptr, a_rs=a_rs, a_ks=a_ks,
+                 c_ptr=C.ptr, init_zero=acc is None)
+    scheme = fma_scheme(V, acc_t)
+    if M <= MR and sb.from_array and sb.dtype == out and not sb.transposed:
+        # GEMV-like: every B element is used once, so an in-bounds tile streams B in place (edge tiles
+        # are packed through their masked loads)
+        base, rs, ok = sb.resolve()
+        with b.if_else(ok, likely=True) as (then, otherwise):
+            with then:
+                stream_loops(b, scheme, chunk=STREAM_CHUNK, b_ptr=base, b_rs=rs, pack_panel=pack_b, packed=Bp,
+                             **loops)
+            with otherwise:
+                block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
+        return C
+    block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
     return C
+

@@ -201,4 +201,51 @@ def block_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, MR: i
         panel(i64(npan_full), [min(V, nrem - v * V) for v in range(nv)])
 
 
-__all__ = ["Scheme", "fma_scheme", "micro_kernel", "block_loops", "fmuladd"]
+def stream_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, chunk: int, NV: int, unroll: int,
+                 a_ptr: ir.Value, a_rs, a_ks: int, b_ptr: ir.Value, b_rs: ir.Value, c_ptr: ir.Value,
+                 init_zero: bool, pack_panel: Callable, packed: ir.Value) -> None:
+    """C[M, N] (+)= A @ B for a few rows (M <= MR, GEMV-like), B read in place (k-step stride `b_rs`).
+
+    Every B element is used once, so the dot is a stream of B from memory. The k-steps go in chunks of
+    `chunk` outermost and the full NR-column panels inner: B is read as `chunk` long runs along whole
+    rows (what the hardware prefetchers follow, a few pages at a time) rather than one short run per row
+    and panel; C (a few rows) stays in L1 between chunks. The ragged last panel is packed into `packed`
+    by `pack_panel(p, ncols)` and runs over all k-steps at once."""
+    V = s.V
+    NR = NV * V
+    npan, nrem = divmod(N, NR)
+
+    def run(k0: int | ir.Value, ksteps: int, zero: bool) -> None:
+        k0 = i64(k0) if isinstance(k0, int) else k0
+        a_base = b.gep(a_ptr, [b.mul(k0, i64(a_ks))], source_etype=s.a_elem)
+
+        def panel(p):
+            col = b.mul(p, i64(NR))
+            micro_kernel(b, s, steps=ksteps, unroll=unroll, mr=M, widths=[V] * NV, a_base=a_base, a_rs=a_rs,
+                         a_ks=a_ks, b_base=b.gep(b_ptr, [b.add(b.mul(k0, b_rs), col)], source_etype=s.b_elem),
+                         b_step=b_rs, c_base=b.gep(c_ptr, [col], source_etype=s.acc_t), c_rs=N, init_zero=zero)
+        if npan == 1:
+            panel(i64(0))
+        elif npan > 1:
+            with for_range(b, 0, npan, 1, "st.p") as p:
+                panel(p)
+
+    full, rem = divmod(steps, chunk)
+    if npan:
+        if full:
+            run(0, chunk, init_zero)
+        if full > 1:
+            with for_range(b, chunk, full * chunk, chunk, "st.k") as k0:
+                run(k0, chunk, False)
+        if rem:
+            run(full * chunk, rem, init_zero and not full)
+    if nrem:
+        p = i64(npan)
+        pack_panel(p, nrem)
+        widths = [min(V, nrem - v * V) for v in range(-(-nrem // V))]
+        micro_kernel(b, s, steps=steps, unroll=unroll, mr=M, widths=widths, a_base=a_ptr, a_rs=a_rs, a_ks=a_ks,
+                     b_base=packed, b_step=NR, c_base=b.gep(c_ptr, [i64(npan * NR)], source_etype=s.acc_t),
+                     c_rs=N, init_zero=init_zero)
+
+
+__all__ = ["Scheme", "fma_scheme", "micro_kernel", "block_loops", "stream_loops", "fmuladd"]

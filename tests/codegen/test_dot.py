@@ -202,6 +202,26 @@ def test_few_rows(path, dtype, BM):
     run()
 
 
+@pytest.mark.parametrize("path,dtype", [("fma", "float32"), ("portable", "float32")], indirect=["path"])
+@pytest.mark.parametrize("BM,BN,BK", [(1, 496, 60), (5, 112, 4), (3, 96, 8)])
+def test_streamed_few_rows(path, dtype, BM, BN, BK):
+    """The streamed (GEMV-like) dot: k-steps in chunks (a partial last chunk, a tile shorter than one
+    chunk), a ragged last panel packed inside an in-bounds tile, and packed edge tiles."""
+    k = _fresh(mm)
+    rng = np.random.default_rng(5)
+
+    @settings(max_examples=4, deadline=None, database=None)
+    @example(M=BM, N=BN, K=BK)
+    @example(M=1, N=2 * BN + 3, K=3 * BK + 1)
+    @given(**SHAPES)
+    def run(M, N, K):
+        a, b = _rand(rng, (M, K), dtype), _rand(rng, (K, N), dtype)
+        c = _out(M, N, dtype)
+        k(a, b, c, BM=BM, BN=BN, BK=BK)
+        check(c, a, b)
+    run()
+
+
 @pytest.mark.parametrize("path,dtype", [("fma", "float32"), ("portable", "float32"), ("amx", "bfloat16"),
                                         ("amx", "int8"), ("bf16", "bfloat16"), ("fma", "bfloat16")],
                          indirect=["path"])

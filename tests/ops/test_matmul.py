@@ -71,6 +71,32 @@ def test_transposed_inputs_and_out():
     check(a, b, out)
 
 
+@pytest.mark.parametrize("m", [1, 3, 4])
+def test_decode_shapes_stream_b(m):
+    """Few-row products (the streamed GEMV-like path, wide column blocks), ragged and strided; a
+    non-contiguous `out` receives the result (through a temporary)."""
+    rng = np.random.default_rng(m)
+    a, b = rng.standard_normal((m, 700), np.float32), rng.standard_normal((700, 1100), np.float32)
+    check(a, b, ops.matmul(a, b))
+    check(a, b[:, ::2], ops.matmul(a, b[:, ::2]))
+    out = np.full((m, 1101), 7.0, np.float32)
+    ops.matmul(a, b, out=out[:, :1100])
+    assert (out[:, 1100] == 7.0).all()  # nothing written past the output view
+    check(a, b, out[:, :1100])
+
+
+def test_tile_stores_stay_inside_a_strided_output():
+    """Interior C tiles take plain vector stores (one bounds check per tile), edge tiles masked ones:
+    neither writes outside the view, whose rows lie inside a wider array."""
+    from ops.matmul import matmul_kernel
+    rng = np.random.default_rng(6)
+    a, b = rng.standard_normal((1, 100, 40), np.float32), rng.standard_normal((1, 40, 70), np.float32)
+    big = np.full((1, 101, 83), 7.0, np.float32)
+    matmul_kernel(a, b, big[:, :100, :70], BM=32, BN=32, BK=16)
+    check(a[0], b[0], big[0, :100, :70])
+    assert (big[0, 100] == 7.0).all() and (big[0, :, 70:] == 7.0).all()
+
+
 def test_k_zero_gives_zeros():
     a, b = np.ones((4, 0), np.float32), np.ones((0, 3), np.float32)
     np.testing.assert_array_equal(ops.matmul(a, b), np.zeros((4, 3), np.float32))
