@@ -5,8 +5,9 @@
     tuning_key(kernel, bound, key=["a", "b"])  ("a:float32[1024,1024]", ..., "dtypes:float32,float32,float32")
 
 A tuning key holds, for each named argument, an array's dtype and its shape bucketed to powers of two
-(1000 and 1024 share a bucket; 1025 does not) or a scalar's value (integers bucketed the same way),
-then the dtype of every array argument: two calls with one key share one tuning result.
+(1000 and 1024 share a bucket; 1025 does not) or a scalar's value (runtime integers bucketed the same
+way, constexprs exact), then the dtype of every array argument: two calls with one key share one tuning
+result. By default the named arguments are the arrays and the constexprs the call fixes.
 """
 from __future__ import annotations
 
@@ -132,8 +133,11 @@ def _is_array(v) -> bool:
 
 
 def default_key(kernel, bound: Mapping[str, Any]) -> list[str]:
-    """Every array argument."""
-    return [n for n in kernel.names if n in bound and _is_array(bound[n])]
+    """Every array argument, then every constexpr the call fixes (a launch with another one is another
+    kernel: its best tiles need not be the same)."""
+    constexprs = getattr(kernel, "constexprs", ())
+    return ([n for n in kernel.names if n in bound and _is_array(bound[n])]
+            + [n for n in kernel.names if n in bound and n in constexprs])
 
 
 def tuning_key(kernel, bound: Mapping[str, Any], key: Sequence[str] | None = None) -> tuple[str, ...]:
@@ -145,7 +149,7 @@ def tuning_key(kernel, bound: Mapping[str, Any], key: Sequence[str] | None = Non
             raise ValueError(f"autotune: key names {name!r}, which is not a parameter of {kernel.__name__}")
         if name not in bound:
             raise ValueError(f"autotune: key argument {name!r} was not passed")
-        out.append(_describe(name, bound[name]))
+        out.append(_describe(name, bound[name], name in getattr(kernel, "constexprs", ())))
     for name in kernel.names:
         v = bound.get(name)
         if v is not None and _is_array(v):
@@ -154,14 +158,14 @@ def tuning_key(kernel, bound: Mapping[str, Any], key: Sequence[str] | None = Non
     return tuple(out)
 
 
-def _describe(name: str, v: Any) -> str:
+def _describe(name: str, v: Any, exact: bool = False) -> str:
     if _is_array(v):
         a = as_array(v, name)
         return f"{name}:{a.dtype}[{','.join(str(bucket(s)) for s in a.shape)}]"
     if isinstance(v, (bool, np.bool_)):
         return f"{name}={bool(v)}"
-    if isinstance(v, (int, np.integer)):
-        return f"{name}~{bucket(int(v))}"
+    if isinstance(v, (int, np.integer)):  # a constexpr's value is exact, a runtime integer's bucketed
+        return f"{name}={int(v)}" if exact else f"{name}~{bucket(int(v))}"
     return f"{name}={v!r}"
 
 

@@ -126,11 +126,16 @@ def cast_2d(x, y, BR: tl.constexpr = 64, BC: tl.constexpr = 256, SAT: tl.constex
 # tensor (current) scaling: partial amax per program, one program reduces them, then scale + cast
 
 
+AMAX_CHUNK = 32768  # elements per partial amax: fixed, so the partials' count does not depend on the tiles
+
+
 @tl.jit
-def amax_partial(x, part, B: tl.constexpr = 4096, U: tl.constexpr = 8):
-    """part[i] = max |x| over elements [i*B*U, (i+1)*B*U) (NaN propagates); U independent chains."""
-    for i in tl.grid(tl.cdiv(x.shape[0], B * U)):
-        base = i * (B * U)
+def amax_partial(x, part, B: tl.constexpr = 4096):
+    """part[i] = max |x| over elements [i*AMAX_CHUNK, (i+1)*AMAX_CHUNK) (NaN propagates), in
+    AMAX_CHUNK / B independent chains of B-element tiles (B divides AMAX_CHUNK)."""
+    U = AMAX_CHUNK // B
+    for i in tl.grid(tl.cdiv(x.shape[0], AMAX_CHUNK)):
+        base = i * AMAX_CHUNK
         m = tl.abs(x[base:base + B].to(tl.float32))
         for u in range(1, U):
             m = tl.maximum(m, tl.abs(x[base + u * B:base + (u + 1) * B].to(tl.float32)))

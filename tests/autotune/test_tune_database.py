@@ -63,6 +63,16 @@ def test_lookup_reads_the_stored_best_without_tuning(tmp_path):
     assert lookup(scale, (x, y), SPACE, database=db, objective="latency") is None
 
 
+def test_lookup_keys_on_the_fixed_constexprs_like_tune(tmp_path):
+    from autotune import lookup
+    db = TuningDatabase(tmp_path / "db")
+    x, y = vec()
+    best = tune(scale, (x, y), [Config(B=32)], kwargs={"BUG": 0}, database=db, verbose=False, options=QUICK).best
+    assert lookup(scale, (x, y), SPACE, kwargs={"BUG": 0}, database=db) == best == Config(B=32)
+    assert lookup(scale, (x, y), SPACE, kwargs={"BUG": 1}, database=db) is None  # another launch
+    assert lookup(scale, (x, y), SPACE, database=db) is None
+
+
 def test_a_corrupt_file_is_ignored_with_a_warning_and_rebuilt(tmp_path):
     db = TuningDatabase(tmp_path / "db")
     run(db)

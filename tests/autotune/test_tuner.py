@@ -115,6 +115,15 @@ def test_tuning_key_buckets_shapes_to_powers_of_two():
         key(10, key=["z"])
 
 
+def test_constexprs_the_call_fixes_are_part_of_the_default_key():
+    """A launch with another fixed constexpr is another kernel: it gets its own record (exact values)."""
+    x = np.zeros(1000, np.float32)
+    plain = tuning_key(scale, {"x": x, "y": x})
+    bug = tuning_key(scale, {"x": x, "y": x, "BUG": 1})
+    assert bug == ("x:float32[1024]", "y:float32[1024]", "BUG=1", "dtypes:float32,float32") != plain
+    assert tuning_key(scale, {"x": x, "y": x, "BUG": 3}) != tuning_key(scale, {"x": x, "y": x, "BUG": 4})
+
+
 def test_capacity_pruning_on_a_modeled_target(tmp_path):
     a = np.ones((256, 256), np.float32)
     c = np.zeros_like(a)
@@ -348,3 +357,16 @@ def test_cpu_clock_and_precompile(tmp_path):
         pre = precompile(mm, (np.ones((64, 64), np.float32),) * 2 + (np.zeros((64, 64), np.float32),),
                          [Config(BM=16, BN=16, BK=16), Config(BM=512, BN=512, BK=512)])
     assert list(pre.failed) == [Config(BM=512, BN=512, BK=512)] and pre.seconds > 0 and pre.cpu_s > 0
+
+
+def test_the_worker_pool_is_warmed_once_per_kernel():
+    """Workers start and import the compiler and the kernel's module before the first compile task."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from autotune import measure
+    ref = measure.kernel_ref(scale)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        first = measure.warm(pool, ref)
+        assert first and all(isinstance(f.result(timeout=60), int) for f in first)
+        assert measure.warm(pool, ref) == []
