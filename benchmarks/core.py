@@ -17,6 +17,7 @@ import tilelang as tl
 from benchmarks import kernels as k
 from benchmarks.timing import interleaved
 
+
 def _numpy_softmax(x, out):
     np.subtract(x, x.max(axis=1, keepdims=True), out=out)
     np.exp(out, out=out)
@@ -71,40 +72,73 @@ def run(report) -> None:
             report("first call, fresh process, warm disk cache", first * 1e3, "<= 20 ms", "load object code + run")
 
 
-def rows(quick: bool, threads: int, dtypes=None) -> list:
-    """tilebench rows: vector add and softmax, GB/s against NumPy and the copy-bandwidth probe."""
-    from autotune import probes
-    from benchmarks.energy import attach
-    from benchmarks.matmul import threads as thread_scope
+def _softmax_tile(cols: int) -> int:
+    """The softmax kernel's row tile N: the next power of two >= the row length (the loads fill -inf)."""
+    return 1 << max(0, (cols - 1).bit_length())
+
+
+def _add_row(n: int, threads: int, limit, rng):
     from benchmarks.report import Row
+    from benchmarks.suites import finish
+    a, b = rng.standard_normal((2, n), np.float32)
+    o, o_np = np.empty_like(a), np.empty_like(a)
+    k.add(a, b, o, B=4096)
+    ok = bool(np.array_equal(o, a + b))
+    t = interleaved({"ours": lambda: k.add(a, b, o, B=4096), "numpy": lambda: np.add(a, b, out=o_np)})
+    nbytes = 3.0 * a.nbytes
+    row = Row("vector_add", f"{n}", "float32", threads, t["ours"], gbps=nbytes / t["ours"] / 1e9, config={"B": 4096},
+              correct=ok)
+    return finish(row, lambda: k.add(a, b, o, B=4096), {("vector", "float32"): float(n)}, limit=limit,
+                  nbytes=nbytes, peer_seconds={"numpy": t["numpy"]})
+
+
+def _softmax_row(r: int, c: int, threads: int, limit, rng):
+    from benchmarks.report import Row
+    from benchmarks.suites import finish
+    N = _softmax_tile(c)
+    x = rng.standard_normal((r, c), np.float32)
+    y, ref = np.empty_like(x), np.empty_like(x)
+    k.softmax(x, y, N=N)
+    _numpy_softmax(x, ref)
+    ok = bool(np.allclose(y, ref, rtol=1e-5, atol=1e-7))
+    t = interleaved({"ours": lambda: k.softmax(x, y, N=N), "numpy": lambda: _numpy_softmax(x, ref)})
+    nbytes = 2.0 * x.nbytes
+    row = Row("softmax", f"{r}x{c}", "float32", threads, t["ours"], gbps=nbytes / t["ours"] / 1e9,
+              config={"BR": 8, "N": N}, correct=ok)
+    return finish(row, lambda: k.softmax(x, y, N=N), {("vector", "float32"): 15.0 * x.size}, limit=limit,
+                  nbytes=nbytes, peer_seconds={"numpy": t["numpy"]})
+
+
+def rows(plan) -> list:
+    """tilebench rows: vector add (1-D shapes) and softmax (RxC shapes), GB/s against NumPy and the copy
+    bandwidth the probes measured at the start of the run. Every result is checked before it is timed."""
+    from benchmarks.matmul import threads as thread_scope
+    from benchmarks.suites import SUITES
+    if "float32" not in SUITES["core"].chosen_dtypes(plan):
+        return []
+    limit = ("copy bandwidth", plan.limits.copy)
+    rng = np.random.default_rng(0)
+    with thread_scope(plan.threads):
+        return [_add_row(s[0], plan.threads, limit, rng) if len(s) == 1 else _softmax_row(*s, plan.threads, limit, rng)
+                for s in SUITES["core"].cases(plan)]
+
+
+def priced(acc, plan) -> list:
+    """The same cases priced on a modeled accelerator (nothing runs; arrays are never touched)."""
+    from benchmarks.suites import SUITES, priced_row
+    if "float32" not in SUITES["core"].chosen_dtypes(plan):
+        return []
     out = []
-    with thread_scope(threads):
-        copy = probes.copy_bandwidth(threads)
-        rng = np.random.default_rng(0)
-        n = 1 << 24
-        a, b = rng.standard_normal((2, n), np.float32)
-        o, o_np = np.empty_like(a), np.empty_like(a)
-        k.add(a, b, o, B=4096)
-        t = interleaved({"ours": lambda: k.add(a, b, o, B=4096), "numpy": lambda: np.add(a, b, out=o_np)})
-        gb = 3 * a.nbytes / 1e9
-        row = Row("vector_add", f"{n}", "float32", threads, t["ours"], gbps=gb / t["ours"], peak="copy bandwidth",
-                  pct_of_peak=100 * gb / t["ours"] / copy, peers={"numpy": {"gbps": gb / t["numpy"],
-                                                                           "ratio": t["numpy"] / t["ours"]}},
-                  config={"B": 4096}, correct=bool(np.array_equal(o, a + b)))
-        out.append(attach(row, lambda: k.add(a, b, o, B=4096), {("vector", "float32"): float(n)},
-                          {"offchip": 3.0 * a.nbytes}))
-        x = rng.standard_normal((2048 if quick else 4096, 4096), np.float32)
-        y, ref = np.empty_like(x), np.empty_like(x)
-        k.softmax(x, y, N=4096)
-        _numpy_softmax(x, ref)
-        t = interleaved({"ours": lambda: k.softmax(x, y, N=4096), "numpy": lambda: _numpy_softmax(x, ref)})
-        gb = 2 * x.nbytes / 1e9
-        row = Row("softmax", f"{x.shape[0]}x{x.shape[1]}", "float32", threads, t["ours"], gbps=gb / t["ours"],
-                  peak="copy bandwidth", pct_of_peak=100 * gb / t["ours"] / copy,
-                  peers={"numpy": {"gbps": gb / t["numpy"], "ratio": t["numpy"] / t["ours"]}},
-                  config={"BR": 8, "N": 4096}, correct=bool(np.allclose(y, ref, rtol=1e-5, atol=1e-7)))
-        out.append(attach(row, lambda: k.softmax(x, y, N=4096), {("vector", "float32"): 15.0 * x.size},
-                          {"offchip": 2.0 * x.nbytes}))
+    for shape in SUITES["core"].cases(plan):
+        if len(shape) == 1:
+            a = np.empty(shape[0], np.float32)
+            out.append(priced_row(acc, "vector_add", f"{shape[0]}", "float32", [(k.add, (a, a, a), {"B": 4096})],
+                                  useful=None, memory=True, config={"B": 4096}, threads=plan.threads))
+        else:
+            x = np.empty(shape, np.float32)
+            cfg = {"BR": 8, "N": _softmax_tile(shape[1])}
+            out.append(priced_row(acc, "softmax", f"{shape[0]}x{shape[1]}", "float32", [(k.softmax, (x, x), cfg)],
+                                  useful=None, memory=True, config=cfg, threads=plan.threads))
     return out
 
 

@@ -93,8 +93,8 @@ def run(report) -> None:
 
     # ---- other recipes and dequantize (information)
     x2 = x.reshape(4096, 4096)
-    recipes = {"row": dict(scaling="row"), "block 1x128": dict(scaling="block", block=(1, 128)),
-               "block 128x128": dict(scaling="block", block=(128, 128)), "mx (floor)": dict(scaling="mx")}
+    recipes = {"row": {"scaling": "row"}, "block 1x128": {"scaling": "block", "block": (1, 128)},
+               "block 128x128": {"scaling": "block", "block": (128, 128)}, "mx (floor)": {"scaling": "mx"}}
     for name, kw in recipes.items():
         qq, ss = fp8.quantize_fp8(x2, **kw)
         tq = bench(lambda kw=kw: fp8.quantize_fp8(x2, **kw))
@@ -156,50 +156,159 @@ if __name__ == "__main__":
     main()
 
 
-def rows(quick: bool, nthreads: int, dtypes=None) -> list:
-    """tilebench rows: cast and tensor quantize (GB/s, % of copy bandwidth) and scaled matmul (GFLOP/s, %
-    of the AMX peak, vs ops.matmul bf16), each against its peers in this run."""
+def _torch_view(torch, x: np.ndarray):
+    if x.dtype == ml_dtypes.bfloat16:
+        return torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(x)
+
+
+def _cast_rows(shape: tuple, src: str, nthreads: int, copy: float, rng, torch) -> list:
+    """cast_fp8 and tensor quantize_fp8 of one RxC `src` array to e4m3, each checked then timed against its peers."""
     import ops
-    from autotune import probes
-    from benchmarks.energy import attach
-    from benchmarks.matmul import threads as thread_scope
     from benchmarks.report import Row
-    torch = _torch()
+    from benchmarks.suites import finish
+    from ops.fp8_ref import ref_quantize_fp8
+    x = (rng.standard_normal(shape, np.float32) * 100).astype(ml_dtypes.bfloat16 if src == "bfloat16" else np.float32)
+    n = x.size
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast_ok = np.array_equal(ops.cast_fp8(x).view(np.uint8), x.astype(ml_dtypes.float8_e4m3fn).view(np.uint8))
+    q, s = ops.quantize_fp8(x)
+    rq, rs = ref_quantize_fp8(x)
+    quant_ok = bool(np.array_equal(q.view(np.uint8), rq.view(np.uint8)) and np.allclose(s, rs))
+    cases = {"cast_fp8": (lambda: ops.cast_fp8(x), cast_ok, {"ml_dtypes": lambda: x.astype(ml_dtypes.float8_e4m3fn)},
+                          1.0),
+             "quantize_fp8 tensor": (lambda: ops.quantize_fp8(x), quant_ok, {}, 4.0)}
+    if torch is not None:
+        xt = _torch_view(torch, x)
+        cases["cast_fp8"][2]["torch"] = lambda: xt.to(torch.float8_e4m3fn)
+        cases["quantize_fp8 tensor"][2]["torch"] = lambda: (xt * (448 / xt.abs().max())).to(torch.float8_e4m3fn)
+    nbytes = float(x.nbytes + n)  # x read once, q written once
     out = []
-    with thread_scope(nthreads):
-        copy = probes.copy_bandwidth(nthreads)
-        n = N_CAST >> (2 if quick else 0)
-        x = (np.random.default_rng(0).standard_normal(n) * 100).astype(np.float32)
-        with np.errstate(over="ignore", invalid="ignore"):
-            ok = np.array_equal(ops.cast_fp8(x).view(np.uint8), x.astype(ml_dtypes.float8_e4m3fn).view(np.uint8))
-        cases = {"cast_fp8": (lambda: ops.cast_fp8(x), {"ml_dtypes": lambda: x.astype(ml_dtypes.float8_e4m3fn)}),
-                 "quantize_fp8 tensor": (lambda: ops.quantize_fp8(x), {})}
+    for name, (ours, ok, peers, per) in cases.items():
+        t = interleaved({"ours": ours, **peers}, rounds=3)
+        row = Row(name, "x".join(map(str, shape)), f"{src}->e4m3", nthreads, t["ours"], gbps=nbytes / t["ours"] / 1e9,
+                  correct=bool(ok))
+        out.append(finish(row, ours, {("vector", "float32"): per * n}, limit=("copy bandwidth", copy), nbytes=nbytes,
+                          peer_seconds={p: t[p] for p in peers}))
+    return out
+
+
+def _scaled_mm_row(shape: tuple, fmt: str, nthreads: int, limit, a32, b32):
+    """scaled_matmul with tensor scales in `fmt`, checked then timed against ops.matmul bf16 of the same shape."""
+    import ops
+    from benchmarks.report import Row
+    from benchmarks.suites import finish
+    m, nn, kk = shape
+    ab, bb = a32.astype(ml_dtypes.bfloat16), b32.astype(ml_dtypes.bfloat16)
+    (qa, sa), (qb, sb) = ops.quantize_fp8(a32, fmt), ops.quantize_fp8(b32, fmt)
+    c = ops.scaled_matmul(qa, qb, sa, sb)
+    want = (qa.astype(np.float32) @ qb.astype(np.float32)) * (sa[0, 0] * sb[0, 0])
+    ok = bool(np.allclose(c, want, rtol=1e-4, atol=1e-3 * np.abs(want).max()))
+    t = interleaved({"ours": lambda: ops.scaled_matmul(qa, qb, sa, sb),
+                     "ops.matmul bf16": lambda: ops.matmul(ab, bb, out_dtype=np.float32)}, rounds=3)
+    flop = 2.0 * m * nn * kk
+    row = Row("scaled_matmul", f"{m}x{nn}x{kk}", fmt, nthreads, t["ours"], gflops=flop / t["ours"] / 1e9, correct=ok)
+    return finish(row, lambda: ops.scaled_matmul(qa, qb, sa, sb), {("matrix", "bfloat16"): flop}, limit=limit,
+                  nbytes=float(m * kk + kk * nn + 4 * m * nn), peer_seconds={"ops.matmul bf16": t["ops.matmul bf16"]})
+
+
+def rows(plan) -> list:
+    """tilebench rows: cast and tensor quantize of RxC shapes to e4m3 (GB/s, % of the copy bandwidth, vs
+    ml_dtypes and PyTorch) from each source dtype chosen (float32, bfloat16), and scaled matmul of MxNxK
+    shapes in each FP8 format chosen (e4m3, e5m2; GFLOP/s, % of the AMX peak, vs ops.matmul bf16 of the same
+    shape). Each result is checked (bit-exact cast, the NumPy quantize reference, the float32 product of the
+    FP8 operands) before it is timed."""
+    from benchmarks.matmul import threads as thread_scope
+    from benchmarks.suites import SUITES
+    torch = _torch()
+    chosen = SUITES["fp8"].chosen_dtypes(plan)
+    out = []
+    rng = np.random.default_rng(0)
+    with thread_scope(plan.threads):
         if torch is not None:
-            xt = torch.from_numpy(x)
-            cases["cast_fp8"][1]["torch"] = lambda: xt.to(torch.float8_e4m3fn)
-            cases["quantize_fp8 tensor"][1]["torch"] = lambda: (xt * (448 / xt.abs().max())).to(torch.float8_e4m3fn)
-        gb = (x.nbytes + n) / 1e9
-        for name, (ours, peers) in cases.items():
-            t = interleaved({"ours": ours, **peers}, rounds=3)
-            row = Row(name, f"{n}", "float32->e4m3", nthreads, t["ours"], gbps=gb / t["ours"], peak="copy bandwidth",
-                      pct_of_peak=100 * gb / t["ours"] / copy, correct=ok,
-                      peers={p: {"gbps": gb / t[p], "ratio": t[p] / t["ours"]} for p in peers})
-            out.append(attach(row, ours, {("vector", "float32"): 4.0 * n}, {"offchip": gb * 1e9}))
-        m = 1024 if quick else N_MM
-        rng = np.random.default_rng(1)
-        a32, b32 = rng.standard_normal((2, m, m)).astype(np.float32)
-        (qa, sa), (qb, sb) = ops.quantize_fp8(a32), ops.quantize_fp8(b32)
-        ab, bb = a32.astype(ml_dtypes.bfloat16), b32.astype(ml_dtypes.bfloat16)
-        c = ops.scaled_matmul(qa, qb, sa, sb)
-        want = (qa.astype(np.float32) @ qb.astype(np.float32)) * (sa[0, 0] * sb[0, 0])
-        ok = bool(np.allclose(c, want, rtol=1e-4, atol=1e-3 * np.abs(want).max()))
-        t = interleaved({"ours": lambda: ops.scaled_matmul(qa, qb, sa, sb),
-                         "ops.matmul bf16": lambda: ops.matmul(ab, bb, out_dtype=np.float32)}, rounds=3)
-        flop = 2.0 * m ** 3
-        peak = probes.amx_bf16_peak(nthreads) or probes.fma_peak(nthreads)
-        row = Row("scaled_matmul", f"{m}x{m}x{m}", "e4m3", nthreads, t["ours"], gflops=flop / t["ours"] / 1e9,
-                  peak=f"AMX bf16 peak {peak:,.0f}", pct_of_peak=100 * flop / t["ours"] / 1e9 / peak, correct=ok,
-                  peers={"ops.matmul bf16": {"gflops": flop / t["ops.matmul bf16"] / 1e9,
-                                             "ratio": t["ops.matmul bf16"] / t["ours"]}})
-        out.append(attach(row, lambda: ops.scaled_matmul(qa, qb, sa, sb), {("matrix", "bfloat16"): flop}))
+            torch.set_num_threads(plan.threads)
+        for shape in SUITES["fp8"].cases(plan):
+            if len(shape) == 2:
+                for src in (d for d in chosen if d in ("float32", "bfloat16")):
+                    out += _cast_rows(shape, src, plan.threads, plan.limits.copy, rng, torch)
+            else:
+                m, nn, kk = shape
+                a32 = rng.standard_normal((m, kk)).astype(np.float32)
+                b32 = rng.standard_normal((kk, nn)).astype(np.float32)
+                for fmt in (d for d in chosen if d in ("e4m3", "e5m2")):
+                    out.append(_scaled_mm_row(shape, fmt, plan.threads, plan.limits.compute(fmt), a32, b32))
+    return out
+
+
+def _layout():
+    """How this tree's ops.fp8 launches a tensor quantize and a scaled matmul: {amax_chunk, amax, cast (default
+    kwargs), quant_spaces, mm_default, mm_space}. (ops.fp8_quant / ops.fp8_matmul with tuning spaces, or the
+    single-module ops.fp8 they were split from.)"""
+    from ops import fp8_kernels as K
+    try:
+        from ops import fp8_matmul as M
+        from ops import fp8_quant as Q
+    except ImportError:
+        from ops import fp8 as F
+        return {"amax_chunk": F._PART_B * F._PART_U, "amax": {"B": F._PART_B, "U": F._PART_U}, "cast": {},
+                "quant_spaces": {}, "mm_default": F._mm_config, "mm_space": None}
+    spaces = getattr(Q, "SPACES", {})
+    return {"amax_chunk": K.AMAX_CHUNK, "amax": {"B": 4096}, "cast": {"B": 16384},
+            "quant_spaces": {k: spaces[k][1] for k in ("tensor_amax", "tensor_cast") if k in spaces},
+            "mm_default": M.default_config, "mm_space": getattr(M, "SPACE", None)}
+
+
+def priced(acc, plan) -> list:
+    """The same cases priced on a modeled accelerator: the kernels ops.fp8 launches for them (the cast; the
+    amax partials, the scale and the scaled cast of a tensor quantize; the scaled matmul), traced and
+    analysed on arrays that are never touched. With plan.tune each launch takes the model's best config of
+    its tuning space (when ops.fp8 declares one)."""
+    from benchmarks.suites import SUITES, best_priced, priced_row
+    from ops import fp8_kernels as K
+    lay = _layout()
+    chosen = SUITES["fp8"].chosen_dtypes(plan)
+    out = []
+    for shape in SUITES["fp8"].cases(plan):
+        if len(shape) == 2:
+            n = shape[0] * shape[1]
+            for src in (d for d in chosen if d in ("float32", "bfloat16")):
+                x = np.empty(n, ml_dtypes.bfloat16 if src == "bfloat16" else np.float32)
+                y = np.empty(n, ml_dtypes.float8_e4m3fn)
+                part = np.empty(max(1, -(-n // lay["amax_chunk"])), np.float32)
+                sc, scale = np.empty(1, np.float32), np.empty(1, np.float32)
+                label = "x".join(map(str, shape))
+                out.append(priced_row(acc, "cast_fp8", label, f"{src}->e4m3", [(K.cast_1d, (x, y), {"SAT": False})],
+                                      useful=None, memory=True, config={}, threads=plan.threads))
+                amax, cast = dict(lay["amax"]), dict(lay["cast"])
+                if plan.tune:
+                    sp = lay["quant_spaces"]
+                    if "tensor_amax" in sp:
+                        amax = best_priced(K.amax_partial, (x, part), amax, sp["tensor_amax"], acc, plan.threads)[0] or amax
+                    if "tensor_cast" in sp:
+                        best = best_priced(K.scale_cast, (x, y, sc), {**cast, "SAT": True}, sp["tensor_cast"],
+                                           acc, plan.threads)[0]
+                        cast = {k: v for k, v in best.items() if k != "SAT"} or cast
+                parts = [(K.amax_partial, (x, part), amax),
+                         (K.tensor_scale, (part, sc, scale, 448.0), {}),
+                         (K.scale_cast, (x, y, sc), {**cast, "SAT": True})]
+                out.append(priced_row(acc, "quantize_fp8 tensor", label, f"{src}->e4m3", parts, useful=None,
+                                      memory=True, config={"amax": amax, "cast": cast}, threads=plan.threads))
+        else:
+            m, nn, kk = shape
+            for fmt in (d for d in chosen if d in ("e4m3", "e5m2")):
+                d = ml_dtypes.float8_e4m3fn if fmt == "e4m3" else ml_dtypes.float8_e5m2
+                a, b = np.empty((m, kk), d), np.empty((kk, nn), d)
+                s11 = np.ones((1, 1), np.float32)
+                c = np.empty((m, nn), np.float32)
+                args = (a, b, s11, s11, s11, c, s11)
+                fixed = {"AM": 0, "BMODE": 0, "BLK": 128, "BT": False, "CONV": False, "HAS_BIAS": False,
+                         "SRES": False, "SAT": False}
+                cfg = lay["mm_default"](m, nn, kk, 0, 0, 128)
+                flop = 2.0 * m * nn * kk
+                if plan.tune and lay["mm_space"]:
+                    best = best_priced(K.scaled_mm, args, {**fixed, **cfg}, lay["mm_space"], acc, plan.threads, flop)[0]
+                    cfg = {k: v for k, v in best.items() if k not in fixed} or cfg
+                out.append(priced_row(acc, "scaled_matmul", f"{m}x{nn}x{kk}", fmt,
+                                      [(K.scaled_mm, args, {**fixed, **cfg})], useful=flop, memory=False, config=cfg,
+                                      threads=plan.threads))
     return out

@@ -1,4 +1,4 @@
-"""One row per (op, shape, dtype, threads) measurement, and how suites print them."""
+"""One row per (op, shape, dtype, threads) measurement (or pricing), and how tilebench prints them."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -16,30 +16,50 @@ class Row:
     seconds: float
     gflops: float | None = None       # compute-bound ops
     gbps: float | None = None         # memory-bound ops
-    peak: str = ""                    # what the % is of ("FMA f32 peak", "copy bandwidth", ...)
+    peak: str = ""                    # what the % is of ("FMA peak 437", "copy bandwidth 27", ...)
     pct_of_peak: float | None = None
-    peers: dict = field(default_factory=dict)  # name -> {"gflops"|"gbps": x, "ratio": ours / theirs}
+    # name -> {"gflops"|"gbps": x, "ratio": theirs' seconds / ours, "pct_of_peak", "flop_per_joule", "watts_source"}
+    peers: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
-    correct: bool = True
+    correct: bool | None = True       # checked against a reference before timing; None: priced, nothing ran
     target: str = "host"
     joules: float | None = None
     watts_source: str = "modeled"     # "measured" (RAPL) or "modeled"
     flop_per_joule: float | None = None
+    flops: float | None = None        # FLOPs of one call (useful FLOPs for compute ops, counted for the others)
+    nbytes: float | None = None       # off-chip bytes of one call (x of the roofline: flops / nbytes)
+    bound: str | None = None          # priced rows: the resource the model says sets the time
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
+def _rate(d: dict) -> str:
+    return f"{d['gflops']:,.1f} GFLOP/s" if d.get("gflops") is not None else f"{d['gbps']:,.1f} GB/s"
+
+
+def _peer(name: str, p: dict) -> str:
+    extra = [_rate(p)]
+    if p.get("pct_of_peak") is not None:
+        extra.append(f"{p['pct_of_peak']:.0f}%")
+    if p.get("flop_per_joule"):
+        extra.append(f"{p['flop_per_joule'] / 1e9:,.2f} GFLOP/J")
+    return f"{name} {p['ratio']:.2f}x ({', '.join(extra)})"
+
+
 def table(rows: list[Row], title: str) -> Table:
     t = Table(title=title)
-    for col in ("op", "shape", "dtype", "thr", "rate", "% of peak", "perf/W", "peers (ratio ours/peer)", "ok"):
-        t.add_column(col, justify="right" if col in ("thr", "rate", "% of peak", "perf/W") else "left")
+    for col in ("op", "shape", "dtype", "thr", "rate", "% of limit", "perf/W", "peers: ours/peer (their rate, %, perf/W)",
+                "ok"):
+        t.add_column(col, justify="right" if col in ("thr", "rate", "% of limit", "perf/W") else "left")
     for r in rows:
-        rate = f"{r.gflops:,.1f} GFLOP/s" if r.gflops is not None else f"{r.gbps:,.1f} GB/s"
-        pct = f"{r.pct_of_peak:.0f}% {r.peak}" if r.pct_of_peak is not None else "-"
-        peers = ", ".join(f"{k} {v['ratio']:.2f}x" for k, v in r.peers.items()) or "-"
-        ppw = f"{r.flop_per_joule / 1e9:,.1f} GFLOP/J {r.watts_source}" if r.flop_per_joule else "-"
-        ok = "-" if r.target != "host" else "yes" if r.correct else "NO"  # priced rows ran nothing to check
+        rate = _rate(asdict(r))
+        pct = f"{r.pct_of_peak:.0f}% of {r.peak}" if r.pct_of_peak is not None else "-"
+        if r.bound:
+            pct += f" ({r.bound}-bound)"
+        peers = "\n".join(_peer(k, v) for k, v in r.peers.items()) or "-"
+        ppw = f"{r.flop_per_joule / 1e9:,.2f} GFLOP/J {r.watts_source}" if r.flop_per_joule else "-"
+        ok = "modeled" if r.correct is None else "yes" if r.correct else "[red]NO[/]"
         t.add_row(r.op, r.shape, r.dtype, str(r.threads), rate, pct, ppw, peers, ok)
     return t
 

@@ -1,4 +1,5 @@
-"""The tilebench cases as pytest-benchmark tests, for regression tracking across commits:
+"""The tilebench default cases (core, matmul, fp8, attention) as pytest-benchmark tests, for regression
+tracking across commits:
 
     python -m pytest benchmarks/test_bench_ops.py --benchmark-only --benchmark-autosave
     python -m pytest benchmarks/test_bench_ops.py --benchmark-only --benchmark-compare
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 import ops
+from benchmarks import kernels as k
 
 RNG = np.random.default_rng(0)
 
@@ -55,3 +57,20 @@ def test_scaled_matmul(benchmark):
     want = (qa.astype(np.float32) @ qb.astype(np.float32)) * (sa[0, 0] * sb[0, 0])
     assert np.allclose(c, want, rtol=1e-4, atol=1e-3 * np.abs(want).max())
     benchmark(ops.scaled_matmul, qa, qb, sa, sb)
+
+
+def test_vector_add(benchmark):
+    a, b = RNG.standard_normal((2, 1 << 24), np.float32)
+    out = np.empty_like(a)
+    k.add(a, b, out, B=4096)
+    assert np.array_equal(out, a + b)
+    benchmark(k.add, a, b, out, B=4096)
+
+
+def test_softmax(benchmark):
+    x = RNG.standard_normal((2048, 4096), np.float32)
+    y = np.empty_like(x)
+    k.softmax(x, y, N=4096)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    assert np.allclose(y, e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
+    benchmark(k.softmax, x, y, N=4096)
