@@ -20,6 +20,7 @@ import numpy as np
 
 import csrc
 from autotune import probes
+from benchmarks.peers import to_torch, torch_module
 from benchmarks.timing import interleaved
 from codegen import dtypes as dt
 from ops.attention import attention, default_config, launches, ref_attention, tuned_config
@@ -29,17 +30,9 @@ DTYPES = ("float32", "bfloat16")
 TOL = {"float32": 2e-4, "bfloat16": 3e-2}  # max abs error against the peer (inputs ~N(0, 1))
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
 @contextlib.contextmanager
 def threads(n: int):
-    torch = _torch()
+    torch = torch_module()
     before, tbefore = csrc.num_threads(), torch.get_num_threads() if torch is not None else None
     csrc.set_num_threads(n)
     if torch is not None:
@@ -56,12 +49,6 @@ def flops(B: int, H: int, Sq: int, Sk: int, D: int, causal: bool) -> float:
     return 4.0 * B * H * Sq * Sk * D / (2 if causal else 1)
 
 
-def _to_torch(torch, x: np.ndarray):
-    if x.dtype == dt.bfloat16.np:
-        return torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(x)
-
-
 def case(B: int, H: int, S: int, D: int, dtype: str, causal: bool, peak: float, config=None,
          rounds: int = 3) -> dict:
     rng = np.random.default_rng(B * 1000 + H * 100 + S + D)
@@ -69,9 +56,9 @@ def case(B: int, H: int, S: int, D: int, dtype: str, causal: bool, peak: float, 
     q, k, v = (rng.standard_normal((B, H, S, D), np.float32).astype(npd) for _ in range(3))
     out = attention(q, k, v, causal=causal, config=config)
     fns = {"ours": lambda: attention(q, k, v, causal=causal, config=config)}
-    torch = _torch()
+    torch = torch_module()
     if torch is not None:
-        tq, tk, tv = (_to_torch(torch, x) for x in (q, k, v))
+        tq, tk, tv = (to_torch(torch, x) for x in (q, k, v))
         sdpa = torch.nn.functional.scaled_dot_product_attention
         fns["torch"] = lambda: sdpa(tq, tk, tv, is_causal=causal)
         ref = fns["torch"]().float().numpy()
@@ -144,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         config = {"BM": bm, "BN": bn}
     shapes = SHAPES[:1] if args.quick else SHAPES
     console = Console(width=200)
-    torch = _torch()
+    torch = torch_module()
     peer = f"PyTorch {torch.__version__}" if torch is not None else "PyTorch not installed: no peer ratios"
     console.print(f"ops.attention, {nthreads} thread(s); peer: {peer}")
     rows = run(nthreads, tuple(args.dtype or DTYPES), shapes, config, rounds=1 if args.quick else 5,

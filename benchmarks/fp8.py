@@ -15,12 +15,12 @@ the cores from whatever runs next in this process.
 """
 from __future__ import annotations
 
-import os
 import statistics
 
 import ml_dtypes
 import numpy as np
 
+from benchmarks.peers import to_torch, torch_module
 from benchmarks.timing import bench, interleaved
 
 N_CAST = 1 << 24
@@ -28,13 +28,7 @@ N_MM = 2048
 
 
 def _torch():
-    # PyTorch's OpenMP workers otherwise keep spinning after each op and take the CPUs from the op measured
-    # next (ours or theirs): on 2 cores that halved every figure after the first torch call, torch's own too
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    try:
-        import torch
-    except (ImportError, OSError):  # not installed (or broken): the torch rows are skipped
-        return None
+    torch = torch_module()
     return torch if hasattr(torch, "float8_e4m3fn") else None
 
 
@@ -56,7 +50,7 @@ def run(report) -> None:
     fns = {"ours": lambda: fp8.cast_fp8(x), "ours (out=)": lambda: fp8.cast_fp8(x, out=out),
            "ml_dtypes": lambda: x.astype(ml_dtypes.float8_e4m3fn)}
     if torch is not None:
-        xt = torch.from_numpy(x)
+        xt = to_torch(torch, x)
         fns["torch"] = lambda: xt.to(torch.float8_e4m3fn)
     t = interleaved(fns)
     t_ml = t["ml_dtypes"]
@@ -74,7 +68,7 @@ def run(report) -> None:
     moved = x.nbytes + q.nbytes
     fns = {"ours": lambda: fp8.quantize_fp8(x)}
     if torch is not None:
-        xt = torch.from_numpy(x)
+        xt = to_torch(torch, x)
         fns["torch"] = lambda: (xt * (448 / xt.abs().max())).to(torch.float8_e4m3fn)
     t = interleaved(fns)
     # the copy probe (best of its runs) alternates with our best-of-3 so that both see the same load
@@ -156,12 +150,6 @@ if __name__ == "__main__":
     main()
 
 
-def _torch_view(torch, x: np.ndarray):
-    if x.dtype == ml_dtypes.bfloat16:
-        return torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(x)
-
-
 def _cast_rows(shape: tuple, src: str, nthreads: int, copy: float, rng, torch) -> list:
     """cast_fp8 and tensor quantize_fp8 of one RxC `src` array to e4m3, each checked then timed against its peers."""
     import ops
@@ -179,7 +167,7 @@ def _cast_rows(shape: tuple, src: str, nthreads: int, copy: float, rng, torch) -
                           1.0),
              "quantize_fp8 tensor": (lambda: ops.quantize_fp8(x), quant_ok, {}, 4.0)}
     if torch is not None:
-        xt = _torch_view(torch, x)
+        xt = to_torch(torch, x)
         cases["cast_fp8"][2]["torch"] = lambda: xt.to(torch.float8_e4m3fn)
         cases["quantize_fp8 tensor"][2]["torch"] = lambda: (xt * (448 / xt.abs().max())).to(torch.float8_e4m3fn)
     nbytes = float(x.nbytes + n)  # x read once, q written once

@@ -15,9 +15,9 @@ import numpy as np
 
 import csrc
 import ops
-from autotune import probes
+from autotune import measure, probes
+from benchmarks.peers import to_torch, torch_module
 from benchmarks.report import Row, show
-from autotune import measure
 from codegen import dtypes as dt
 from ops.matmul import tuned_config
 
@@ -61,14 +61,6 @@ def settled(fns: dict, *, rounds: int = 3, min_time: float = 0.02) -> dict:
     return {k: statistics.median(v) for k, v in runs.items()}
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
 def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict) -> Row:
     rng = np.random.default_rng(m + n + k)
     a = rng.standard_normal((m, k), np.float32).astype(dtype)
@@ -76,12 +68,11 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict) -> Row:
     c = np.empty((m, n), dtype)
     flops = 2.0 * m * n * k
     fns = {"ours": lambda: ops.matmul(a, b, out=c)}
-    torch = _torch()
+    torch = torch_module()
     if dtype == np.float32:
         fns["numpy"] = lambda: np.matmul(a, b)
     if torch is not None:
-        ta = torch.from_numpy(a.view(np.int16)).view(torch.bfloat16) if dtype != np.float32 else torch.from_numpy(a)
-        tb = torch.from_numpy(b.view(np.int16)).view(torch.bfloat16) if dtype != np.float32 else torch.from_numpy(b)
+        ta, tb = to_torch(torch, a), to_torch(torch, b)
         fns["torch"] = lambda: torch.matmul(ta, tb)
     with threads(nthreads):
         if torch is not None:
