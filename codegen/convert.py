@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from codegen.llvm_util import const_like, like
+from codegen.llvm_util import BFLOAT, const_like, like
 
 F32 = ir.FloatType()
 I1, I8, I16, I32, I64 = (ir.IntType(w) for w in (1, 8, 16, 32, 64))
@@ -172,20 +172,6 @@ def f32_to_bf16(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     return b.trunc(code, like(x, I16))
 
 
-class _BFloat(ir.Type):
-    """LLVM's `bfloat` (llvmlite has none; the AVX512-BF16 intrinsics are declared on it in LLVM 22)."""
-
-    def _to_string(self) -> str:
-        return "bfloat"
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, _BFloat)
-
-    def __hash__(self) -> int:
-        return hash("bfloat")
-
-
-_BF16 = _BFloat()
 # lanes -> vcvtneps2bf16 intrinsic of that width (the 256-bit form needs AVX512VL, present on every
 # CPU with AVX512-BF16)
 _CVTNE = {16: "llvm.x86.avx512bf16.cvtneps2bf16.512", 8: "llvm.x86.avx512bf16.cvtneps2bf16.256"}
@@ -198,7 +184,7 @@ def _cvtne(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
         name = _CVTNE[w]
         fn = b.module.globals.get(name)
         if fn is None:
-            fn = ir.Function(b.module, ir.FunctionType(ir.VectorType(_BF16, w), [x.type]), name=name)
+            fn = ir.Function(b.module, ir.FunctionType(ir.VectorType(BFLOAT, w), [x.type]), name=name)
         return b.bitcast(b.call(fn, [x]), ir.VectorType(I16, w))
     parts = [_cvtne(b, b.shuffle_vector(x, x, ir.Constant(ir.VectorType(I32, 16), list(range(k, k + 16)))))
              for k in range(0, w, 16)]

@@ -15,31 +15,17 @@ from codegen.dot_amx import bf16_bits
 from codegen.dot_kernel import Scheme, block_loops
 from codegen.dot_pack import Vnni, pack_rows, pack_vnni, pack_vnni_t, source_of, with_loader
 from codegen.ir import Node
-from codegen.llvm_util import F32, I16, I32, splat, vec
+from codegen.llvm_util import BFLOAT, F32, I16, I32, splat, vec
 from codegen.tiles import Buf
 
 MR, NV, UNROLL = 8, 3, 4
 
 
-class _BFloat(ir.Type):
-    """LLVM's `bfloat` (llvmlite has no such type; the intrinsic is declared on it in LLVM 22)."""
-
-    def _to_string(self) -> str:
-        return "bfloat"
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, _BFloat)
-
-    def __hash__(self) -> int:
-        return hash("bfloat")
-
-
-BF16 = _BFloat()
 
 
 def _dp(b, acc, a_pair, bv):
     """acc + pairwise products: vdpbf16ps with `a_pair` (i32: two bf16) broadcast."""
-    t = vec(BF16, 32)
+    t = vec(BFLOAT, 32)
     av = b.bitcast(splat(b, a_pair, 16), t)
     name = "llvm.x86.avx512bf16.dpbf16ps.512"
     fn = b.module.globals.get(name)

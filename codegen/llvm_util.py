@@ -11,6 +11,22 @@ from codegen.dtypes import DType
 
 I1, I8, I16, I32, I64 = (ir.IntType(n) for n in (1, 8, 16, 32, 64))
 F32, F64 = ir.FloatType(), ir.DoubleType()
+
+
+class _BFloat(ir.Type):
+    """LLVM's `bfloat` (llvmlite has none; the AVX512-BF16 intrinsics are declared on it in LLVM 22)."""
+
+    def _to_string(self) -> str:
+        return "bfloat"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _BFloat)
+
+    def __hash__(self) -> int:
+        return hash("bfloat")
+
+
+BFLOAT = _BFloat()
 PTR = ir.PointerType()
 
 _STORAGE = {"float32": F32, "float16": I16, "bfloat16": I16, "float8_e4m3fn": I8, "float8_e5m2": I8,
