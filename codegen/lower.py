@@ -22,10 +22,12 @@ from codegen.ir import (BINARY, COMPARE, Block, CompileError, Kernel, Node, Op, 
 from codegen.llvm_util import (F32, I32, I64, PTR, alloca, const_bits, nbytes, for_range, i64, iota, masked_gather,
                                masked_load, masked_scatter, masked_store, mem_type, reg_type, splat, vec,
                                from_mem, to_mem)
-from codegen.scalar_ops import arith, clamp_lanes, combiner, gather_lanes, hreduce, identity
+from codegen.scalar_ops import arith, clamp_lanes, combiner, gather_lanes, hreduce, identity, split_nan
 from codegen.tiles import Buf, Lazy
 
 STACK_LIMIT = 2 << 20  # bytes of tile buffers per function (worker threads have >= 8 MiB stacks)
+ROW_GROUP = 4  # rows a row reduction (last axis) reduces together, interleaved
+ROW_ACCS = 2   # vector accumulators per row of a row reduction
 
 
 @dataclass(frozen=True)
@@ -429,24 +431,12 @@ class FunctionLowering:
             return convert.cast(b, v, cd.name, out.dtype.name) if out.dtype != cd else v
 
         if axis == len(shape) - 1:
-            def row(idx):
-                full, rest = divmod(shape[-1], self.vlen)
-                total = None
-                if full:
-                    accp = self.alloca((self.vlen,), cd, n.loc)
-                    accp.put(b, [], i64(0), splat(b, ident, self.vlen))
-                    with for_range(b, 0, full * self.vlen, self.vlen, "r") as col:
-                        accp.put(b, [], i64(0), combine(b, accp.emit(b, [], i64(0), self.vlen),
-                                                        widen(t.emit(b, idx, col, self.vlen))))
-                    total = hreduce(b, accp.emit(b, [], i64(0), self.vlen), combine)
-                if rest:
-                    part = hreduce(b, widen(t.emit(b, idx, i64(full * self.vlen), rest)), combine)
-                    total = part if total is None else combine(b, total, part)
+            def store(idx, total):
                 oidx = list(idx) + ([i64(0)] if keep else [])
                 if not oidx:
                     oidx = [i64(0)]
                 buf.put(b, oidx[:-1], oidx[-1], splat(b, narrow(total), 1))
-            self._outer_loops(shape[:-1], row)
+            self._reduce_rows(t, shape, combine, widen, store)
         else:
             red = shape[axis]
             rest_shape = shape[:axis] + shape[axis + 1:]
@@ -464,6 +454,104 @@ class FunctionLowering:
             self.env[out] = b.extract_element(buf.emit(b, [], i64(0), 1), ir.Constant(I32, 0))
         else:
             self.env[out] = buf
+
+    def _reduce_rows(self, t, shape, combine, widen, store) -> None:
+        """Reduce the last axis of tile t: `store(idx, total)` per row. Rows go ROW_GROUP at a time (the
+        last outer dim), each row with up to ROW_ACCS vector accumulators, so the combines form
+        ROW_GROUP * ROW_ACCS independent dependency chains instead of one chain per row."""
+        def group(outer, rows):
+            for idx, total in zip(rows, self._row_totals(t, [outer + [r] for r in rows], shape[-1], combine, widen)):
+                store(outer + [idx], total)
+
+        def outer_body(outer):
+            if len(shape) == 1:
+                store([], self._row_totals(t, [[]], shape[-1], combine, widen)[0])
+                return
+            m = shape[-2]
+            whole = m - m % ROW_GROUP if m > ROW_GROUP else 0  # a single group is straight-line code: LLVM
+            if whole:  # 22's O3 broke dominance on a one-trip group loop (a 4 x 128 tile, fp8 block scales)
+                with for_range(self.b, 0, whole, ROW_GROUP, "rg") as r0:
+                    group(outer, [r0 if g == 0 else self.b.add(r0, i64(g)) for g in range(ROW_GROUP)])
+            if whole < m:
+                group(outer, [i64(r) for r in range(whole, m)])
+        self._outer_loops(shape[:-2], outer_body)
+
+    def _row_totals(self, t, rows, n: int, combine, widen) -> list:
+        """The reductions (scalars in the compute type) of `rows` (outer indices) of t's last axis of
+        length n: the full vectors interleaved (`_full_vectors`), then the ragged tail of each row."""
+        b, vl = self.b, self.vlen
+        full, rest = divmod(n, vl)
+        totals = self._full_vectors(t, rows, full, combine, widen) if full else [None] * len(rows)
+        if rest:
+            for r, idx in enumerate(rows):
+                part = hreduce(b, widen(t.emit(b, idx, i64(full * vl), rest)), combine)
+                totals[r] = part if totals[r] is None else combine(b, totals[r], part)
+        return totals
+
+    def _full_vectors(self, t, rows, full: int, combine, widen) -> list:
+        """The reductions of the first `full` vectors of each row. Each row keeps k accumulators (vector
+        j goes to accumulator j % k), combined pairwise at the end, so the rows' k * len(rows) chains
+        run side by side. A float max / min accumulates with plain vmaxps / vminps and ANDs a "no NaN"
+        lane mask over every vector, one compare per two vectors (scalar_ops.split_nan); NaN if any
+        lane ever failed, as `combine`."""
+        b, vl = self.b, self.vlen
+        k = min(ROW_ACCS, full)
+        split = split_nan(combine)
+        step = split[0] if split else combine
+
+        def load(idx, j, col=None):  # vector j of a row (of the group of k at `col`, when given)
+            c = i64(j * vl) if col is None else (b.add(col, i64(j * vl)) if j else col)
+            return widen(t.emit(b, idx, c, vl))
+
+        def ok_of(xs, ok=None):  # ok AND the lanes where no vector of xs is NaN
+            for i in range(0, len(xs), 2):
+                o = split[1](b, xs[i], xs[min(i + 1, len(xs) - 1)])
+                ok = o if ok is None else b.and_(ok, o)
+            return ok
+
+        first = [[load(idx, j) for j in range(k)] for idx in rows]
+        accs = self._acc_slots(first[0][0].type, len(rows) * k)
+        oks = self._acc_slots(vec(ir.IntType(1), vl), len(rows)) if split else None
+        for r, xs in enumerate(first):
+            for j, x in enumerate(xs):
+                b.store(x, accs[r * k + j])
+            if split:
+                b.store(ok_of(xs), oks[r])
+        steps = full // k
+        if steps > 1:
+            with for_range(b, k * vl, steps * k * vl, k * vl, "r") as col:
+                for r, idx in enumerate(rows):
+                    xs = [load(idx, j, col) for j in range(k)]
+                    for j, x in enumerate(xs):
+                        b.store(step(b, b.load(accs[r * k + j]), x), accs[r * k + j])
+                    if split:
+                        b.store(ok_of(xs, b.load(oks[r])), oks[r])
+        totals = []
+        for r, idx in enumerate(rows):
+            xs = [load(idx, j) for j in range(steps * k, full)]  # left over from the groups of k
+            vs = [b.load(accs[r * k + j]) for j in range(k)]
+            for j, x in enumerate(xs):
+                vs[j % k] = step(b, vs[j % k], x)
+            totals.append(self._finish_row(vs, step, ok_of(xs, b.load(oks[r])) if split else None))
+        return totals
+
+    def _finish_row(self, accs: list, step, ok) -> ir.Value:
+        """One row's total from its accumulators: combined pairwise, reduced across lanes; NaN where the
+        "no NaN" lane mask `ok` (None: no NaN test) has a lane unset."""
+        b = self.b
+        while len(accs) > 1:
+            accs = [step(b, accs[i], accs[i + 1]) if i + 1 < len(accs) else accs[i] for i in range(0, len(accs), 2)]
+        total = hreduce(b, accs[0], step)
+        if ok is None:
+            return total
+        lanes = ir.IntType(ok.type.count)
+        nan = b.icmp_unsigned("!=", b.bitcast(ok, lanes), ir.Constant(lanes, (1 << ok.type.count) - 1))
+        return b.select(nan, ir.Constant(total.type, float("nan")), total)
+
+    def _acc_slots(self, typ, count: int) -> list:
+        """`count` stack slots of register type `typ` in the entry block (promoted to registers)."""
+        with self.b.goto_block(self.entry):
+            return [self.b.alloca(typ) for _ in range(count)]
 
     def _outer_loops(self, shape, body, idx=()):
         if not shape:

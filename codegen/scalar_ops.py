@@ -108,6 +108,24 @@ def combiner(kind: str, d: DType):
     return lambda b, x, y: arith(b, op, [x, y], d)
 
 
+def split_nan(combine):
+    """For a float max / min `combiner`: `(plain, ordered)`, the same reduction in two parts that issue in
+    parallel. `plain(b, acc, x)` is one vmaxps / vminps that keeps acc when either is NaN (so it drops a
+    NaN x); `ordered(b, x, y)` is the lane mask "neither x nor y is NaN". A reduction that ANDs `ordered`
+    over every input vector and returns NaN unless all lanes stay set equals `combine` (see hreduce).
+    None for the other combiners (integer max / min and sums need no NaN test)."""
+    pred = getattr(combine, "nan_pred", None)
+    if pred is None:
+        return None
+
+    def plain(b, acc, x):
+        return b.select(b.fcmp_ordered(pred, x, acc), x, acc)
+
+    def ordered(b, x, y):
+        return b.fcmp_ordered("ord", x, y)
+    return plain, ordered
+
+
 def identity(kind: str, d: DType) -> ir.Constant:
     if kind == "sum":
         return const_bits(0, d)
