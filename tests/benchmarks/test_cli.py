@@ -1,6 +1,7 @@
 """tilebench (benchmarks/cli.py): --shapes parsing and its errors, --dtype / --threads / --target checks,
 pricing of every suite on a modeled accelerator, the JSON / CSV records, the plot and a small host run."""
 import csv
+import importlib.util
 import itertools
 import json
 
@@ -178,6 +179,10 @@ def test_matmul_space_and_pareto():
 # ---- a small host run: measured, checked, against peers and the probes' limits
 
 
+TORCH_ONLY_PEER = {"quantize_fp8 tensor"}  # rows whose one peer is PyTorch (extra `peers`)
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+
 def test_host_rows_measured_and_checked(tmp_path):
     js, png = tmp_path / "h.json", tmp_path / "h.png"
     try:
@@ -194,7 +199,7 @@ def test_host_rows_measured_and_checked(tmp_path):
     for r in records:
         assert r["target"] == "host" and r["threads"] == 1 and r["correct"] is True
         assert r["pct_of_peak"] > 0 and r["joules"] > 0 and r["watts_source"] in ("measured", "modeled")
-        assert r["peers"], r["op"]
+        assert r["peers"] or (r["op"] in TORCH_ONLY_PEER and not HAVE_TORCH), r["op"]
         for p in r["peers"].values():
             assert p["ratio"] > 0 and p["pct_of_peak"] > 0 and p["watts_source"] == "modeled"
     assert next(r for r in records if r["op"] == "softmax")["shape"] == "64x512"
