@@ -24,8 +24,8 @@ measured time (and says which: here "modeled" wherever joules or perf/W appear).
 ratios are taken within a step. Compilation is timed by the wall clock, and its CPU seconds say how many
 CPUs each mode got: Linux shares the CPUs fairly between sessions (autogroups), so while other sessions
 keep the cores busy this one's workers share its slice, and the ratio is bounded by the CPUs obtained
-(the line says what share of them the parallel runs turned into speed-up). Run it alone (e.g. under
-`flock /tmp/tl-cpu.lock`) for the 2-core figure. `--compile-only` runs step 1, `--no-compile` the rest.
+(the line says what share of them the parallel runs turned into speed-up). Run it on an otherwise idle
+machine for the 2-core figure. `--compile-only` runs step 1, `--no-compile` the rest.
 """
 from __future__ import annotations
 
