@@ -318,9 +318,8 @@ class _Evaluator:
             self.flops[("matrix", a.dtype.name)] += w * 2.0 * batch * m * nn * k
             self.dot_calls += w * batch
             mr, nr = self.micro
-            s = a.dtype.itemsize
             pack = 2 * (m * k * a.dtype.itemsize + k * nn * b.dtype.itemsize)
-            stream = s * (m * k * math.ceil(nn / nr)) + b.dtype.itemsize * (k * nn * math.ceil(m / mr))
+            stream = a.dtype.itemsize * (m * k * math.ceil(nn / nr)) + b.dtype.itemsize * (k * nn * math.ceil(m / mr))
             acc = m * nn * out.dtype.itemsize * (2 if len(n.srcs) == 3 else 1)
             self.local += w * batch * (pack + stream + acc)
             return
@@ -453,8 +452,8 @@ class _Evaluator:
         if cond is _UNKNOWN:
             self.notes.append(f"{_where(n)}: a branch on data: each side counted at half weight")
             self.weight = outer_weight * 0.5
-            ys_t = self.block(then, ())
-            ys_e = self.block(other, ())
+            self.block(then, ())
+            self.block(other, ())
             self.weight = outer_weight
             for v in n.results:
                 self.env[v] = _TILE if v.shape else _UNKNOWN
@@ -483,7 +482,7 @@ class _Evaluator:
             else:
                 self.env[v] = np.where(c, t, e)
 
-    def _affordable(self, n: Node, shape: list[int], total: int) -> int:
+    def _affordable(self, n: Node, total: int) -> int:
         """How many programs of this grid to evaluate: all of them unless their scalar steps (nodes x
         iterations, measured on a uniform probe of PROBE_PROGRAMS programs) exceed STEP_BUDGET."""
         limit = min(total, self.max_programs)
@@ -509,7 +508,7 @@ class _Evaluator:
             self.programs += total
             if total == 0 or not self.mask[0]:
                 return
-            limit = self._affordable(n, shape, total)
+            limit = self._affordable(n, total)
             if total > limit:
                 lin = (np.arange(limit, dtype=np.int64) * total) // limit
                 scale = total / limit

@@ -31,10 +31,7 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from codegen.llvm_util import BFLOAT, const_like, like
-
-F32 = ir.FloatType()
-I1, I8, I16, I32, I64 = (ir.IntType(w) for w in (1, 8, 16, 32, 64))
+from codegen.llvm_util import BFLOAT, F32, I8, I16, I32, REG_TYPES, concat, const_like, intrinsic, like
 
 _F32_INF_BITS = 0x7F800000
 
@@ -65,11 +62,7 @@ FP8 = {
     "e5m2": _Format(5, 2, 15, max_code=0x7B, inf_code=0x7C, nan_code=0x7E, nan_canonical=True),
 }
 
-# dtype name -> LLVM element type of its value representation
-DTYPES = {
-    "float32": F32, "float16": I16, "bfloat16": I16, "float8_e4m3fn": I8, "float8_e5m2": I8,
-    "int8": I8, "int32": I32, "int64": I64, "bool": I1,
-}
+DTYPES = REG_TYPES  # dtype name -> LLVM element type of its value representation
 _FP8_DTYPES = {"float8_e4m3fn": "e4m3fn", "float8_e5m2": "e5m2"}
 _INT_BITS = {"int8": 8, "int32": 32, "int64": 64}
 
@@ -181,18 +174,9 @@ def _cvtne(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """vcvtneps2bf16 on a vector of 8 or 16k floats -> i16 bits, 16 lanes per instruction."""
     w = x.type.count
     if w in _CVTNE:
-        name = _CVTNE[w]
-        fn = b.module.globals.get(name)
-        if fn is None:
-            fn = ir.Function(b.module, ir.FunctionType(ir.VectorType(BFLOAT, w), [x.type]), name=name)
-        return b.bitcast(b.call(fn, [x]), ir.VectorType(I16, w))
-    parts = [_cvtne(b, b.shuffle_vector(x, x, ir.Constant(ir.VectorType(I32, 16), list(range(k, k + 16)))))
-             for k in range(0, w, 16)]
-    while len(parts) > 1:  # concatenate pairwise
-        n = parts[0].type.count
-        idx = ir.Constant(ir.VectorType(I32, 2 * n), list(range(2 * n)))
-        parts = [b.shuffle_vector(parts[i], parts[i + 1], idx) for i in range(0, len(parts), 2)]
-    return parts[0]
+        return b.bitcast(intrinsic(b, _CVTNE[w], ir.VectorType(BFLOAT, w), [x]), ir.VectorType(I16, w))
+    return concat(b, [_cvtne(b, b.shuffle_vector(x, x, ir.Constant(ir.VectorType(I32, 16), list(range(k, k + 16)))))
+                      for k in range(0, w, 16)])
 
 
 def _cvtne_ok(x: ir.Value) -> bool:
@@ -310,8 +294,9 @@ def cast(b: ir.IRBuilder, x: ir.Value, src: str, dst: str, saturate: bool = Fals
 
     Floats widen exactly to f32 and narrow from there with one RNE rounding. `saturate` only
     affects FP8 destinations (see `f32_to_fp8`), `fast` only bfloat16 ones: the f32 -> bfloat16 step
-    is then `f32_to_bf16_fast` (vcvtneps2bf16 where `avx512bf16` says the target has it). float -> int truncates toward zero; out-of-range
-    values saturate to the int range and NaN gives 0 (numpy's result there is platform-defined).
+    is then `f32_to_bf16_fast` (vcvtneps2bf16 where `avx512bf16` says the target has it). float -> int
+    truncates toward zero; out-of-range values saturate to the int range and NaN gives 0 (numpy's
+    result there is platform-defined).
     int -> float rounds through f32 (int32 -> bfloat16 therefore rounds twice, exactly like
     ml_dtypes); int -> int sign-extends or wraps (numpy); bool -> number is 0 / 1;
     number -> bool is x != 0.

@@ -7,15 +7,13 @@ columns per micro-kernel panel, so the vector of 16 columns x 2 k is contiguous.
 """
 from __future__ import annotations
 
-from llvmlite import ir
-
 from codegen import convert
 from codegen import dtypes as dt
 from codegen.dot_amx import bf16_bits
 from codegen.dot_kernel import Scheme, block_loops
 from codegen.dot_pack import Vnni, pack_rows, pack_vnni, pack_vnni_t, source_of, with_loader
 from codegen.ir import Node
-from codegen.llvm_util import BFLOAT, F32, I16, I32, splat, vec
+from codegen.llvm_util import BFLOAT, F32, I16, I32, intrinsic, splat, vec
 from codegen.tiles import Buf
 
 MR, NV, UNROLL = 8, 3, 4
@@ -27,11 +25,7 @@ def _dp(b, acc, a_pair, bv):
     """acc + pairwise products: vdpbf16ps with `a_pair` (i32: two bf16) broadcast."""
     t = vec(BFLOAT, 32)
     av = b.bitcast(splat(b, a_pair, 16), t)
-    name = "llvm.x86.avx512bf16.dpbf16ps.512"
-    fn = b.module.globals.get(name)
-    if fn is None:
-        fn = ir.Function(b.module, ir.FunctionType(vec(F32, 16), [vec(F32, 16), t, t]), name=name)
-    return b.call(fn, [acc, av, b.bitcast(bv, t)])
+    return intrinsic(b, "llvm.x86.avx512bf16.dpbf16ps.512", vec(F32, 16), [acc, av, b.bitcast(bv, t)])
 
 
 SCHEME = Scheme(V=16, acc_t=F32, a_elem=I32, b_elem=I16, b_vw=32, mac=_dp, b_align=64)

@@ -21,7 +21,7 @@ from typing import Callable
 
 from llvmlite import ir
 
-from codegen.llvm_util import I1, I64, for_range, i64, masked_load, masked_store, splat, vec
+from codegen.llvm_util import I1, I64, fmuladd, for_range, i64, masked_load, masked_store, nbytes, splat, vec
 
 
 @dataclass(frozen=True)
@@ -34,15 +34,6 @@ class Scheme:
     b_vw: int              # B elements per vector (V for FMA, 2V for a bf16 pair vector)
     mac: Callable          # mac(b, acc, a_scalar, b_vector) -> acc
     b_align: int           # alignment of B vector loads (bytes)
-
-
-def fmuladd(b, x, y, z):
-    t = x.type
-    name = f"llvm.fmuladd.v{t.count}f32"
-    fn = b.module.globals.get(name)
-    if fn is None:
-        fn = ir.Function(b.module, ir.FunctionType(t, [t, t, t]), name=name)
-    return b.call(fn, [x, y, z])
 
 
 def fma_scheme(V: int, acc_t: ir.Type) -> Scheme:
@@ -79,7 +70,7 @@ def micro_kernel(b: ir.IRBuilder, s: Scheme, *, steps: int, unroll: int, mr: int
     `a_rs` and `b_step` are ints or i64 values (a B panel read in place from an array)."""
     V, nv = s.V, len(widths)
     vt = vec(s.acc_t, V)
-    b_align = s.b_align if isinstance(b_step, int) else _size(s.b_elem)
+    b_align = s.b_align if isinstance(b_step, int) else nbytes(s.b_elem)
     # one pointer per A row, loop-invariant: each broadcast is then `[row_r + k*size]`, no address
     # arithmetic on the FMA ports inside the loop
     a_rows = [b.gep(a_base, [_scaled(b, a_rs, r)], source_etype=s.a_elem) if r else a_base for r in range(mr)]
@@ -99,7 +90,7 @@ def micro_kernel(b: ir.IRBuilder, s: Scheme, *, steps: int, unroll: int, mr: int
         out = list(accs)
         for r in range(mr):
             a = b.load(b.gep(a_rows[r], [ao], source_etype=s.a_elem), typ=s.a_elem,
-                       align=_size(s.a_elem))
+                       align=nbytes(s.a_elem))
             for v in range(nv):
                 out[r * nv + v] = s.mac(b, out[r * nv + v], a, bvs[v])
         return out
@@ -150,10 +141,6 @@ def _loop_carried(b, start, count: int, stride: int, values: list, body) -> list
 def _scaled(b, x, k: int):
     """x * k for an int or an i64 value x."""
     return i64(x * k) if isinstance(x, int) else b.mul(x, i64(k))
-
-
-def _size(t: ir.Type) -> int:
-    return 4 if isinstance(t, ir.FloatType) else max(1, t.width // 8)
 
 
 def block_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, MR: int, NV: int, unroll: int,
@@ -248,4 +235,4 @@ def stream_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, chun
                      c_rs=N, init_zero=init_zero)
 
 
-__all__ = ["Scheme", "fma_scheme", "micro_kernel", "block_loops", "stream_loops", "fmuladd"]
+__all__ = ["Scheme", "fma_scheme", "micro_kernel", "block_loops", "stream_loops"]

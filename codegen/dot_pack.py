@@ -18,7 +18,7 @@ from llvmlite import ir
 
 from codegen.dtypes import DType
 from codegen.ir import Op, Value, walk
-from codegen.llvm_util import I32, for_range, i64, mem_type, nbytes, vec
+from codegen.llvm_util import I32, concat, for_range, i64, mem_type, nbytes, vec
 from codegen.tiles import Buf, Lazy
 
 Loader = Callable  # load(b, r, c0, w) -> <w x T>: elements c0 .. c0+w-1 of stored row r (i64 values)
@@ -139,17 +139,6 @@ def pad(b: ir.IRBuilder, x: ir.Value, width: int) -> ir.Value:
         return x
     zero = ir.Constant(x.type, None)
     return b.shuffle_vector(x, zero, ir.Constant(vec(I32, width), [i if i < w else w for i in range(width)]))
-
-
-def concat(b: ir.IRBuilder, xs: list) -> ir.Value:
-    while len(xs) > 1:
-        nxt = []
-        for i in range(0, len(xs), 2):
-            x, y = xs[i], xs[i + 1]
-            n = x.type.count
-            nxt.append(b.shuffle_vector(x, y, ir.Constant(vec(I32, 2 * n), list(range(2 * n)))))
-        xs = nxt
-    return xs[0]
 
 
 def interleave(b: ir.IRBuilder, xs: list) -> ir.Value:

@@ -29,18 +29,19 @@ class _BFloat(ir.Type):
 BFLOAT = _BFloat()
 PTR = ir.PointerType()
 
-_STORAGE = {"float32": F32, "float16": I16, "bfloat16": I16, "float8_e4m3fn": I8, "float8_e5m2": I8,
-            "int8": I8, "int32": I32, "int64": I64, "bool": I1}
+# dtype name -> LLVM element type in registers
+REG_TYPES = {"float32": F32, "float16": I16, "bfloat16": I16, "float8_e4m3fn": I8, "float8_e5m2": I8,
+             "int8": I8, "int32": I32, "int64": I64, "bool": I1}
 
 
 def reg_type(d: DType) -> ir.Type:
     """The LLVM type of one element in registers (narrow floats as bit patterns, bool as i1)."""
-    return _STORAGE[d.name]
+    return REG_TYPES[d.name]
 
 
 def mem_type(d: DType) -> ir.Type:
     """The LLVM type of one element in memory (bool is a byte, like NumPy)."""
-    return I8 if d == dt.bool_ else _STORAGE[d.name]
+    return I8 if d == dt.bool_ else REG_TYPES[d.name]
 
 
 def alloca(b: ir.IRBuilder, t: ir.Type, align: int = 0) -> ir.Value:
@@ -98,6 +99,18 @@ def splat(b: ir.IRBuilder, x: ir.Value, w: int) -> ir.Value:
         return ir.Constant(vec(x.type, w), [x] * w) if not isinstance(x.type, ir.VectorType) else x
     v = b.insert_element(ir.Constant(vec(x.type, w), ir.Undefined), x, ir.Constant(I32, 0))
     return b.shuffle_vector(v, ir.Constant(vec(x.type, w), ir.Undefined), ir.Constant(vec(I32, w), [0] * w))
+
+
+def concat(b: ir.IRBuilder, xs: list) -> ir.Value:
+    """The equal-width vectors xs (a power of two of them) joined into one, concatenated pairwise."""
+    while len(xs) > 1:
+        nxt = []
+        for i in range(0, len(xs), 2):
+            x, y = xs[i], xs[i + 1]
+            n = x.type.count
+            nxt.append(b.shuffle_vector(x, y, ir.Constant(vec(I32, 2 * n), list(range(2 * n)))))
+        xs = nxt
+    return xs[0]
 
 
 def iota(t: ir.Type, w: int) -> ir.Constant:
@@ -171,8 +184,9 @@ def masked_scatter(b, value, ptrs, mask, align: int):
               [value, ptrs, ir.Constant(I32, align), mask])
 
 
-def fma(b, x, y, z):
-    return intrinsic(b, f"llvm.fma.{suffix(x.type)}", x.type, [x, y, z])
+def fmuladd(b, x, y, z):
+    """x * y + z, rounded once where the target has FMA (`llvm.fmuladd`: never a library call)."""
+    return intrinsic(b, f"llvm.fmuladd.{suffix(x.type)}", x.type, [x, y, z])
 
 
 def to_mem(b, v, d: DType):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from codegen.llvm_util import const_like, intrinsic, like, suffix
+from codegen.llvm_util import const_like, fmuladd, intrinsic, like, suffix
 
 F32 = ir.FloatType()
 I32 = ir.IntType(32)
@@ -56,10 +56,9 @@ def _check_f32(x: ir.Value) -> None:
 def _poly(b: ir.IRBuilder, r: ir.Value, coeffs) -> ir.Value:
     """Horner evaluation of coeffs (highest degree first) at r with `llvm.fmuladd`: one FMA per step
     where the target has FMA, a multiply and an add elsewhere (never a library call)."""
-    name = f"llvm.fmuladd.{suffix(r.type)}"
     acc = const_like(r, F32, coeffs[0])
     for c in coeffs[1:]:
-        acc = intrinsic(b, name, r.type, [acc, r, const_like(r, F32, c)])
+        acc = fmuladd(b, acc, r, const_like(r, F32, c))
     return acc
 
 
@@ -71,11 +70,6 @@ def _clamp(b: ir.IRBuilder, x: ir.Value, lo: float, hi: float) -> ir.Value:
 
 def _is_nan(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     return b.fcmp_unordered("uno", x, x)
-
-
-def _fma(b: ir.IRBuilder, x: ir.Value, y: ir.Value, z: ir.Value) -> ir.Value:
-    """x * y + z, rounded once where the target has FMA (`llvm.fmuladd`: never a library call)."""
-    return intrinsic(b, f"llvm.fmuladd.{suffix(x.type)}", x.type, [x, y, z])
 
 
 def _round(b: ir.IRBuilder, v: ir.Value) -> tuple[ir.Value, ir.Value]:
@@ -106,9 +100,9 @@ def exp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     xc = _clamp(b, x, -_EXP_CLAMP, _EXP_HI)
     n_f, t = _round(b, b.fmul(xc, const_like(x, F32, _LOG2E)))
     # Cody-Waite: r = x - n*ln2 in two steps; the first product and difference are exact.
-    r = _fma(b, n_f, const_like(x, F32, -_LN2_LO), _fma(b, n_f, const_like(x, F32, -_LN2_HI), xc))
+    r = fmuladd(b, n_f, const_like(x, F32, -_LN2_LO), fmuladd(b, n_f, const_like(x, F32, -_LN2_HI), xc))
     # 2 e^r = 2 + 2r + r^2 * 2P(r)
-    p2 = b.fadd(_fma(b, _poly(b, r, _EXP_P2), b.fmul(r, r), b.fadd(r, r)), const_like(x, F32, 2.0))
+    p2 = b.fadd(fmuladd(b, _poly(b, r, _EXP_P2), b.fmul(r, r), b.fadd(r, r)), const_like(x, F32, 2.0))
     return _scale(b, p2, t)
 
 
@@ -118,7 +112,7 @@ def exp2(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     xc = _clamp(b, x, -_EXP2_CLAMP, _EXP2_HI)
     n_f, t = _round(b, xc)
     r = b.fsub(xc, n_f)  # exact
-    return _scale(b, _fma(b, _poly(b, r, _EXP2_P2), r, const_like(x, F32, 2.0)), t)  # 2 * 2^r
+    return _scale(b, fmuladd(b, _poly(b, r, _EXP2_P2), r, const_like(x, F32, 2.0)), t)  # 2 * 2^r
 
 
 # Minimax fits of 2^r = 1 + r * P(r) on |r| <= 1/2 by the precision they serve (tl.exp2's `precision`):
@@ -146,10 +140,7 @@ def _avx512_call(b: ir.IRBuilder, name: str, args: list, passthru: ir.Value, mas
         mask = b.shuffle_vector(mask, ir.Constant(mask.type, None),
                                 ir.Constant(ir.VectorType(I32, 8), list(range(w)) + [w] * (8 - w)))
     ops = list(args) + [passthru, b.bitcast(mask, mty)] + ([ir.Constant(I32, 4)] if rounding else [])
-    fn = b.module.globals.get(name)
-    if fn is None:
-        fn = ir.Function(b.module, ir.FunctionType(passthru.type, [o.type for o in ops]), name=name)
-    return b.call(fn, ops)
+    return intrinsic(b, name, passthru.type, ops)
 
 
 def _exp2_fast_avx512(b: ir.IRBuilder, x: ir.Value, precision: str) -> ir.Value:
@@ -161,7 +152,7 @@ def _exp2_fast_avx512(b: ir.IRBuilder, x: ir.Value, precision: str) -> ir.Value:
     ones = ir.Constant(like(x, ir.IntType(1)), [1] * x.type.count)
     zero = ir.Constant(x.type, None)
     r = _avx512_call(b, red, [x, ir.Constant(I32, 0x01)], zero, ones, rounding)  # imm 1: round down, 0 bits
-    p = _fma(b, _poly(b, r, _EXP2_FAST_P01[precision]), r, const_like(x, F32, 1.0))
+    p = fmuladd(b, _poly(b, r, _EXP2_FAST_P01[precision]), r, const_like(x, F32, 1.0))
     keep = b.fcmp_unordered(">=", x, const_like(x, F32, -126.0))
     return _avx512_call(b, scalef, [p, x], zero, keep, rounding)
 
@@ -179,7 +170,7 @@ def exp2_fast(b: ir.IRBuilder, x: ir.Value, precision: str = "float32", avx512: 
     xc = _clamp(b, x, -126.0, _EXP2_HI)
     n_f, t = _round(b, xc)
     r = b.fsub(xc, n_f)  # exact
-    p2 = _fma(b, _poly(b, r, tuple(2 * c for c in _EXP2_FAST_P[precision])), r, const_like(x, F32, 2.0))
+    p2 = fmuladd(b, _poly(b, r, tuple(2 * c for c in _EXP2_FAST_P[precision])), r, const_like(x, F32, 2.0))
     # times 2^(n-1), built in the exponent field (as in _scale): n = -126 gives field 0, i.e. 0.0 (the
     # flush), n = 128 gives 2^127 and the multiply overflows to inf
     i32 = like(x, I32)

@@ -73,7 +73,7 @@ def arith(b: ir.IRBuilder, op: Op, xs, d: DType, arg=None, options: dict | None 
         return b.icmp_signed({Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "==", Op.NE: "!="}[op], x, y)
     if op in (Op.FLOORDIV, Op.MOD):
         # Python semantics (floor), and x // 0 == x % 0 == 0 and MIN // -1 wraps, never a trap
-        one = ir.Constant(x.type, [1] * x.type.count) if isinstance(x.type, ir.VectorType) else ir.Constant(x.type, 1)
+        one = ir.Constant(x.type, 1)  # splat when x is a vector
         bad = b.or_(b.icmp_signed("==", y, zero), b.icmp_signed("==", y, b.neg(one)))
         ys = b.select(bad, one, y)
         q, r = b.sdiv(x, ys), b.srem(x, ys)

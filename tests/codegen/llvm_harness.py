@@ -9,6 +9,7 @@ Element types are named by dtype name; bool is stored as one byte and loaded as 
 from __future__ import annotations
 
 import ctypes
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -34,6 +35,13 @@ TYPES = {
     "int64": (I64, I64, np.dtype(np.int64)),
     "bool": (I1, I8, np.dtype(np.bool_)),
 }
+LIBCALL = re.compile(r"^\s*(call\w*|bl|blr)\s.*$|@PLT", re.M)  # x86 call, AArch64 bl, PLT stubs
+
+
+def random_f32(n: int, seed: int) -> np.ndarray:
+    """n float32 values of uniformly random bit patterns (NaNs, infinities and subnormals included)."""
+    bits = np.random.default_rng(seed).integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+    return bits.view(np.float32)
 
 
 def target_machine(portable: bool = False) -> llvm.TargetMachine:

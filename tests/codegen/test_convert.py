@@ -6,21 +6,19 @@ checked against clip(x, -max, max) followed by ml_dtypes' RNE cast (inf -> +-max
 from __future__ import annotations
 
 import functools
-import re
 
 import numpy as np
 import pytest
 
 from codegen import convert, interpret
 from codegen import dtypes as dt
-from tests.codegen.llvm_harness import TYPES, compile_map, portable_asm
+from tests.codegen.llvm_harness import LIBCALL, TYPES, compile_map, portable_asm, random_f32
 
 FP8 = {"e4m3fn": "float8_e4m3fn", "e5m2": "float8_e5m2"}
 FP8_MAX = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0}
 FLOATS = ("float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2")
 INTS = ("int8", "int32", "int64")
 ALL = FLOATS + INTS + ("bool",)
-LIBCALL = re.compile(r"^\s*(call\w*|bl|blr)\s.*$|@PLT", re.M)  # x86 call, AArch64 bl, PLT stubs
 
 
 @functools.cache
@@ -52,11 +50,6 @@ def assert_same_bits(x: np.ndarray, got: np.ndarray, want: np.ndarray) -> None:
 def check(x: np.ndarray, src: str, dst: str, saturate: bool = False, **kw) -> None:
     x = np.ascontiguousarray(x).view(TYPES[src][2])
     assert_same_bits(x, kernel(src, dst, saturate, **kw)(x), ref_cast(x, dst, saturate))
-
-
-def random_f32(n: int, seed: int) -> np.ndarray:
-    bits = np.random.default_rng(seed).integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
-    return bits.view(np.float32)
 
 
 def all_patterns(src: str) -> np.ndarray:
@@ -136,18 +129,11 @@ def test_f32_to_f16_and_bf16_edges():
     check(x, "float32", "bfloat16")
 
 
+@pytest.mark.parametrize("n, seed", [pytest.param(1_000_000, 1, id="1e6"),
+                                     pytest.param(10_000_000, 2, marks=pytest.mark.slow, id="1e7")])
 @pytest.mark.parametrize("dst", FLOATS[1:])
-def test_f32_random_bits(dst):
-    x = random_f32(1_000_000, seed=1)
-    check(x, "float32", dst)
-    if dst in FP8_MAX:
-        check(x, "float32", dst, saturate=True)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("dst", FLOATS[1:])
-def test_f32_random_bits_1e7(dst):
-    x = random_f32(10_000_000, seed=2)
+def test_f32_random_bits(dst, n, seed):
+    x = random_f32(n, seed=seed)
     check(x, "float32", dst)
     if dst in FP8_MAX:
         check(x, "float32", dst, saturate=True)

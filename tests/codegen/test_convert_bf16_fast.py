@@ -15,17 +15,17 @@ import pytest
 from codegen import convert, interpret
 from codegen import dtypes as dt
 from codegen.target import host_target
-from tests.codegen.llvm_harness import compile_map, portable_asm
-from tests.codegen.test_convert import LIBCALL, assert_same_bits, fp8_edge_inputs, random_f32, ref_cast
+from tests.codegen.llvm_harness import LIBCALL, compile_map, portable_asm, random_f32
+from tests.codegen.test_convert import assert_same_bits, fp8_edge_inputs, ref_cast
 
 HW = host_target().avx512bf16
 needs_hw = pytest.mark.skipif(not HW, reason="the host has no AVX512-BF16")
 
 
 @functools.cache
-def fast_kernel(hw: bool, width: int = 16, src: str = "float32"):
-    return compile_map(lambda b, x: convert.cast(b, x, src, "bfloat16", fast=True, avx512bf16=hw),
-                       src, "bfloat16", width)
+def fast_kernel(hw: bool, width: int = 16):
+    return compile_map(lambda b, x: convert.cast(b, x, "float32", "bfloat16", fast=True, avx512bf16=hw),
+                       "float32", "bfloat16", width)
 
 
 def model(x: np.ndarray) -> np.ndarray:

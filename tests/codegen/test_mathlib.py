@@ -14,11 +14,10 @@ from llvmlite import ir
 
 from codegen import mathlib
 from codegen.target import host_target
-from tests.codegen.llvm_harness import compile_map, portable_asm
+from tests.codegen.llvm_harness import LIBCALL, compile_map, portable_asm, random_f32
 
 ULP_BOUND = 2.0  # the library's contract; measured maxima over all 2^32 inputs are lower (module doc)
 FNS = {"exp": np.exp, "exp2": np.exp2, "log": np.log, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x)}
-LIBCALL = re.compile(r"^\s*(call\w*|bl|blr)\s.*$|@PLT", re.M)
 INF = np.float32(np.inf)
 
 
@@ -68,11 +67,6 @@ def f32_range(lo: float, hi: float, stride: int = 1) -> np.ndarray:
     """Every stride-th float32 in [lo, hi] (lo, hi of equal sign)."""
     a, b = sorted(np.array([lo, hi], np.float32).view(np.uint32).astype(np.uint64))
     return sweep(stride, int(a), int(b) + 1)
-
-
-def random_f32(n: int, seed: int) -> np.ndarray:
-    bits = np.random.default_rng(seed).integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
-    return bits.view(np.float32)
 
 
 # ---- accuracy ---------------------------------------------------------------------------------
