@@ -55,10 +55,10 @@ import numpy as np
 
 import csrc
 import tilelang as tl
-from autotune import lookup
-from autotune.space import bucket
 from codegen import dtypes as dt
+from ops import _tuned
 from ops._checks import as_array, dtype_of
+from ops._tuned import _TUNED  # noqa: F401  (the cache `tilebench tune attention` clears)
 
 INPUTS = (dt.float32, dt.bfloat16, dt.float16)
 MASKS = (dt.float32, dt.bfloat16, dt.float16)
@@ -78,7 +78,6 @@ CAUSAL_BN = {"float32": 128, "float16": 128}  # causal: smaller diagonal blocks 
 # compile (the tuner scores them as failed). Tuned configs are looked up per launch bucket (`tuned_config`).
 SPACE = {"BM": [32, 64, 128, 256], "BN": [64, 128, 256, 512]}
 MAX_BLOCK = 1 << 16  # BM * BN that compiles (head dims up to 128)
-_TUNED: dict = {}  # launch bucket (argument dtypes and bucketed shapes, fixed constexprs) -> config or None
 
 
 @tl.jit
@@ -264,14 +263,9 @@ def default_config(dtype: str, Sq: int, Sk: int, D: int, Dv: int, causal: bool =
 def tuned_config(args: tuple, fixed: dict) -> dict | None:
     """The stored best {BM, BN} of `SPACE` for this launch of `attention_kernel(*args, **fixed)` from the
     tuning database (`tilebench tune attention` fills it), or None when nothing is stored (the caller
-    then takes `default_config`, which depends on the thread count as well). The database is read once
-    per bucket of the tuning key (array dtypes and power-of-two shape buckets, fixed constexprs)."""
-    key = (tuple((str(a.dtype), tuple(bucket(n) for n in a.shape)) for a in args if isinstance(a, np.ndarray)),
-           tuple(sorted(fixed.items())))
-    if key not in _TUNED:
-        found = lookup(attention_kernel, args, SPACE, kwargs=fixed)
-        _TUNED[key] = dict(found.kwargs) if found is not None else None
-    return _TUNED[key]
+    then takes `default_config`, which depends on more than the shape buckets). The database is read once
+    per bucket (`ops._tuned`)."""
+    return _tuned.tuned_config(attention_kernel, SPACE, args, fixed, None)
 
 
 @dataclass
@@ -286,16 +280,17 @@ class _Plan:
 
 
 def _config(plan: _Plan, config: dict | None) -> dict:
-    """The block sizes of this call: the caller's `config` over the tuned config over the defaults."""
+    """The block sizes of this call: the caller's `config` over the tuned config over the defaults (not
+    looked up when `config` gives both)."""
+    config = config or {}
+    unknown = set(config) - {"BM", "BN"}
+    if unknown:
+        raise ValueError(f"attention: config takes BM and BN, got {sorted(unknown)}")
+    if len(config) == 2:
+        return dict(config)
     cfg = tuned_config(plan.launches[0], plan.fixed) or default_config(plan.dtype, *plan.dims,
                                                                        threads=csrc.num_threads())
-    cfg = dict(cfg)
-    if config:
-        unknown = set(config) - {"BM", "BN"}
-        if unknown:
-            raise ValueError(f"attention: config takes BM and BN, got {sorted(unknown)}")
-        cfg.update(config)
-    return cfg
+    return {**cfg, **config}
 
 
 def attention(q, k, v, *, causal: bool = False, scale: float | None = None, mask=None, enable_gqa: bool = False,

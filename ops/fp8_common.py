@@ -1,23 +1,19 @@
 """What the FP8 ops share: the element formats, argument checks, kernel views of arrays, and the tuned
-configs of their kernels (read from the tuning database once per shape bucket).
+configs of their kernels (`ops._tuned`: read from the tuning database once per shape bucket).
 
 Every FP8 kernel with tiles worth tuning declares its space beside the op that launches it
 (`ops.fp8_quant.SPACES`, `ops.fp8_matmul.SPACE`); `tilebench tune fp8` fills the database for them.
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import ml_dtypes
 import numpy as np
 
-import csrc
-from autotune import Config, lookup
-from autotune.space import grid
 from codegen import dtypes as dt
 from ops._checks import as_array, dtype_of
+from ops._tuned import _TUNED, Launch, recording, tuned_config  # noqa: F401  (the FP8 ops' tuned configs)
 
 FLOAT_INPUTS = (dt.float32, dt.float16, dt.bfloat16)
 FP8_INPUTS = (dt.float8_e4m3fn, dt.float8_e5m2)
@@ -115,53 +111,3 @@ def axis_arg(axis, ndim: int) -> int:
         raise ValueError(f"axis {axis!r} is out of range for a {ndim}-d array")
     return int(axis) % ndim
 
-
-# ---------------------------------------------------------------------------------------------
-# tuned configs
-
-_TUNED: dict = {}  # (kernel, threads, fixed constexprs, dtypes and log2 shape buckets of the arrays) -> config
-_RECORDING: list[list[Launch]] = []
-
-
-@dataclass(frozen=True)
-class Launch:
-    """One tuned launch an op made: `kernel(*args, **fixed, **config)`, config from `space` (else `default`)."""
-    kernel: object
-    space: list[Config]
-    args: tuple
-    fixed: dict
-    default: dict
-
-
-@contextlib.contextmanager
-def recording():
-    """Collect the tuned launches the FP8 ops make inside the block (they still run): what `tilebench tune
-    fp8` tunes, with the very arguments, hence the tuning keys, the ops look up."""
-    _RECORDING.append([])
-    try:
-        yield _RECORDING[-1]
-    finally:
-        _RECORDING.pop()
-
-
-def tuned_config(kernel, space, args: tuple, fixed: dict, default: dict) -> dict:
-    """The tuned config of `kernel(*args, **fixed, **config)` for this call's shape bucket from the tuning
-    database (`tilebench tune fp8` fills it), else `default` (which must depend on the shapes only through
-    their buckets). `space`: the choices (a dict or Configs, or a function returning them, called on a
-    miss). The database is read once per bucket and thread count (records are per thread count): a
-    lookup costs about a millisecond."""
-    if _RECORDING:
-        _RECORDING[-1].append(Launch(kernel, _configs(space), args, fixed, default))
-    bucket = (kernel.__name__, csrc.num_threads(), *fixed.items(),
-              *((a.dtype, tuple((d - 1).bit_length() if d else -1 for d in a.shape)) for a in args
-                if isinstance(a, np.ndarray)))
-    cfg = _TUNED.get(bucket)
-    if cfg is None:
-        found = lookup(kernel, args, _configs(space), kwargs=fixed, default=Config(**default))
-        cfg = _TUNED[bucket] = dict(found.kwargs)
-    return cfg
-
-
-def _configs(space) -> list[Config]:
-    s = space() if callable(space) else space
-    return grid(s) if isinstance(s, Mapping) else list(s)

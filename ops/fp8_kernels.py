@@ -301,6 +301,17 @@ def quant_blocks(x, q, s, FMAX, RB: tl.constexpr = 1, CB: tl.constexpr = 128, BR
 
 
 @tl.jit
+def _scale_index(i, B, G):
+    """The scales of tile i (B elements) along an axis with one scale per G elements: a slice of B for
+    G = 1, the single scale for G = 0, else the scale of the tile's block."""
+    if G == 1:
+        return slice(i * B, (i + 1) * B)
+    elif G == 0:
+        return 0
+    return (i * B) // G
+
+
+@tl.jit
 def dequant(q, s, out, RB: tl.constexpr = 0, CB: tl.constexpr = 0, BR: tl.constexpr = 1,
             BC: tl.constexpr = 16384, MX: tl.constexpr = False):
     """out = q * scale over (Z, M, K) arrays, s (Z, ., .) with one scale per RB x CB group of the last
@@ -309,19 +320,7 @@ def dequant(q, s, out, RB: tl.constexpr = 0, CB: tl.constexpr = 0, BR: tl.conste
     Z, M, K = q.shape
     for z, i, j in tl.grid(Z, tl.cdiv(M, BR), tl.cdiv(K, BC)):
         # an axis with one scale per tile is indexed (dropped), so a per-row scale is a (BR,) vector
-        if RB == 1:
-            rows = slice(i * BR, (i + 1) * BR)
-        elif RB == 0:
-            rows = 0
-        else:
-            rows = (i * BR) // RB
-        if CB == 1:
-            cols = slice(j * BC, (j + 1) * BC)
-        elif CB == 0:
-            cols = 0
-        else:
-            cols = (j * BC) // CB
-        sv = s[z, rows, cols]
+        sv = s[z, _scale_index(i, BR, RB), _scale_index(j, BC, CB)]
         if MX:
             sv = _e8m0_value(sv)
         if RB == 1 and CB != 1:

@@ -11,10 +11,10 @@ import numpy as np
 
 import csrc
 import tilelang as tl
-from autotune import Config, lookup
-from autotune.space import bucket
 from codegen import dtypes as dt
+from ops import _tuned
 from ops._checks import as_array, check_out, dtype_of, overlaps
+from ops._tuned import _TUNED  # noqa: F401  (the cache `tilebench tune matmul` clears)
 
 INPUTS = (dt.float32, dt.bfloat16, dt.float16)
 DEFAULTS = {  # tile sizes per input dtype until the tuner has something better (measured at n = 2048)
@@ -50,19 +50,14 @@ STREAM_ROWS = 4  # row tiles of at most this many rows take the dot's streaming 
 STREAM_BN = 4096  # the widest column block of a streamed product
 
 SPACE = {"BM": [32, 64, 128, 256, 512], "BN": [64, 128, 256, 512], "BK": [64, 128, 256, 512], "ORDER": ["ij", "ji"]}
-_TUNED: dict = {}  # (dtype, threads, buckets of M, N, K as the database keys them) -> config, read once each
 
 
 def tuned_config(dtype: str, a3, b3, c3) -> dict:
     """The tuned config for this call's shape bucket from the tuning database (`tilebench tune matmul`
-    fills it), else the defaults."""
+    fills it), else the defaults (`ops._tuned`: read once per bucket)."""
     (_, M, K), N = a3.shape, b3.shape[2]
-    threads = csrc.num_threads()
-    key = (dtype, threads, bucket(M), bucket(N), bucket(K))
-    if key not in _TUNED:
-        default = Config(**default_config(dtype, M, N, K, threads))
-        _TUNED[key] = dict(lookup(matmul_kernel, (a3, b3, c3), SPACE, default=default).kwargs)
-    return _TUNED[key]
+    return _tuned.tuned_config(matmul_kernel, SPACE, (a3, b3, c3), {},
+                               default_config(dtype, M, N, K, csrc.num_threads()))
 
 
 def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1) -> dict:

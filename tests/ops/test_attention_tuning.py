@@ -10,6 +10,7 @@ import pytest
 import autotune
 from autotune import Config, TuningDatabase
 from autotune.space import grid
+from ops import _tuned
 from tests.ops.test_attention import BF16, check, rand
 from tilelang.errors import KernelError
 
@@ -91,7 +92,7 @@ def test_a_stored_config_is_what_the_op_runs(spy, tmp_path, monkeypatch):
     assert spy.calls[-1] == stored.kwargs
     check(out, q, k, v, causal=True)
     # read once per bucket: a same-bucket shape needs no database read
-    monkeypatch.setattr(A, "lookup", lambda *a, **kw: pytest.fail("the database was read again"))
+    monkeypatch.setattr(_tuned, "lookup", lambda *a, **kw: pytest.fail("the database was read again"))
     A.attention(q[:, :, :70], k[:, :, :80], v[:, :, :80], causal=True)
     assert spy.calls[-1] == stored.kwargs
     # an explicit config wins over the database; another bucket (not causal) has nothing stored
@@ -104,6 +105,6 @@ def test_a_stored_config_is_what_the_op_runs(spy, tmp_path, monkeypatch):
     # the lookup is the database's: another (empty) database gives the defaults again
     A._TUNED.clear()
     empty = TuningDatabase(tmp_path / "empty")
-    monkeypatch.setattr(A, "lookup", lambda *a, **kw: autotune.lookup(*a, database=empty, **kw))
+    monkeypatch.setattr(_tuned, "lookup", lambda *a, **kw: autotune.lookup(*a, database=empty, **kw))
     A.attention(q, k, v, causal=True)
     assert spy.calls[-1] == {k_: default[k_] for k_ in ("BM", "BN")}

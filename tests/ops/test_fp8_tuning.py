@@ -7,7 +7,7 @@ import autotune
 import tilelang as tl
 from autotune import Config
 from benchmarks.tuning import fp8_cases
-from ops import fp8, fp8_common, fp8_matmul, fp8_quant
+from ops import _tuned, fp8, fp8_common, fp8_matmul, fp8_quant
 from ops.fp8_ref import ref_quantize_fp8
 from tests.ops.test_fp8_matmul import check, operands
 from tests.ops.test_fp8_quantize import assert_bits
@@ -117,8 +117,8 @@ def test_stored_configs_are_picked_up(tmp_path):
 
 def test_the_database_is_read_once_per_bucket(tmp_path, monkeypatch):
     calls = []
-    real = fp8_common.lookup
-    monkeypatch.setattr(fp8_common, "lookup", lambda *a, **kw: calls.append(a[0]) or real(*a, **kw))
+    real = _tuned.lookup
+    monkeypatch.setattr(_tuned, "lookup", lambda *a, **kw: calls.append(a[0]) or real(*a, **kw))
     with tl.config.scope(cache_dir=str(tmp_path)):
         for _ in range(3):
             fp8.quantize_fp8(ragged((37, 300)), scaling="row")
