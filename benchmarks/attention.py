@@ -13,14 +13,13 @@ checked against PyTorch (or the float64 reference of one head when torch is abse
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 
 import numpy as np
 
 import csrc
 from autotune import probes
-from benchmarks.peers import to_torch, torch_module
+from benchmarks.peers import threads, to_torch, torch_module
 from benchmarks.timing import interleaved
 from codegen import dtypes as dt
 from ops.attention import attention, default_config, launches, ref_attention, tuned_config
@@ -28,21 +27,6 @@ from ops.attention import attention, default_config, launches, ref_attention, tu
 SHAPES = ((1, 8, 1024, 64), (1, 16, 2048, 128), (4, 8, 512, 64))
 DTYPES = ("float32", "bfloat16")
 TOL = {"float32": 2e-4, "bfloat16": 3e-2}  # max abs error against the peer (inputs ~N(0, 1))
-
-
-@contextlib.contextmanager
-def threads(n: int):
-    torch = torch_module()
-    before, tbefore = csrc.num_threads(), torch.get_num_threads() if torch is not None else None
-    csrc.set_num_threads(n)
-    if torch is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        csrc.set_num_threads(before)
-        if torch is not None:
-            torch.set_num_threads(tbefore)
 
 
 def flops(B: int, H: int, Sq: int, Sk: int, D: int, causal: bool) -> float:
@@ -149,19 +133,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     raise SystemExit(main())
 
-
-def rows(quick: bool, nthreads: int, dtypes=None) -> list:
-    """tilebench rows (benchmarks.report.Row), energy attached (measured where RAPL exists, else modeled)."""
-    from benchmarks.energy import attach
-    from benchmarks.report import Row
-    shapes = SHAPES[:1] if quick else SHAPES
-    out = []
-    for r in run(nthreads, dtypes=tuple(dtypes or DTYPES), shapes=shapes, rounds=2 if quick else 3):
-        B, H, S, D = r["shape"]
-        peers = {"torch": {"gflops": r["torch_gflops"], "ratio": r["ratio"]}} if "ratio" in r else {}
-        row = Row("attention" + (" causal" if r["causal"] else ""), f"{B}x{H}x{S}x{D}", r["dtype"], nthreads,
-                  r["ms"] / 1e3, gflops=r["gflops"], peak=f"{r['peak_name']} peak {r['peak']:,.0f}",
-                  pct_of_peak=r["pct"], peers=peers, config=dict(r["config"]), correct=bool(r["ok"]))
-        engine = "vector" if r["dtype"] == "float32" else "matrix"
-        out.append(attach(row, lambda: None, {(engine, r["dtype"]): r["gflops"] * 1e9 * row.seconds}))
-    return out

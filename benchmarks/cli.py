@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             progress.advance(task)
     elapsed = time.perf_counter() - started
     if acc is None:
-        energy = "measured (RAPL)" if any(r.watts_source == "measured" for r in rows) else "modeled (no RAPL counters)"
+        energy = "ours measured (RAPL), peers' modeled" if any(r.watts_source == "measured" for r in rows) else "modeled (no RAPL counters)"
         where = f"measured on the host, {threads} thread(s); energy {energy}; peer ratios from this run"
     else:
         where = f"priced on the modeled {acc.name}: time, energy and % of its peaks modeled; nothing ran"

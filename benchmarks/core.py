@@ -112,7 +112,7 @@ def _softmax_row(r: int, c: int, threads: int, limit, rng):
 def rows(plan) -> list:
     """tilebench rows: vector add (1-D shapes) and softmax (RxC shapes), GB/s against NumPy and the copy
     bandwidth the probes measured at the start of the run. Every result is checked before it is timed."""
-    from benchmarks.matmul import threads as thread_scope
+    from benchmarks.peers import threads as thread_scope
     from benchmarks.suites import SUITES
     if "float32" not in SUITES["core"].chosen_dtypes(plan):
         return []

@@ -2,131 +2,29 @@
 
     python -m benchmarks.dot_bench [--n 2048] [--threads 1,2] [--dtypes float32,bfloat16] [--paths auto]
 
-The peaks come from JIT-compiled probes run in the same process: an FMA loop with 24 independent
-accumulator vectors at the target's width, and an AMX loop of `tdpbf16ps` on four accumulator tiles.
-Each probe and kernel runs on every thread of the pool at once (a grid of `threads` programs).
+The peaks come from the JIT probes of autotune.probes (as in tilebench), run in the same process on the
+same threads as the kernel.
 """
 from __future__ import annotations
 
 import argparse
-import ctypes
 import time
 
 import numpy as np
-from llvmlite import ir
 
 import tilelang as tl
-from codegen import engine
-from codegen.llvm_util import F32, I8, I64, PTR, for_range, i64, intrinsic, vec
-from codegen.target import host_target
+from autotune import measure, probes
 from benchmarks.kernels import matmul as matmul_kernel
 
-
-_PROBES = 0
-
-
-def _jit(module: ir.Module, name: str, argtypes):
-    """Machine code of `module`'s function `name` (renamed uniquely: the engine caches entries by name)."""
-    global _PROBES
-    _PROBES += 1
-    unique = f"{name}.dotbench{_PROBES}"
-    module.get_global(name).name = unique
-    t = host_target()
-    obj, _ = engine.compile_object(module, t)
-    return ctypes.CFUNCTYPE(None, *argtypes)(engine.load_object(obj, unique, t))
-
-
-def _probe_body(kind: str) -> tuple[ir.Module, int]:
-    """`void probe(ptr ctx, i64 begin, i64 end)` running `ctx[0]` iterations; returns flop per iteration."""
-    m = ir.Module("probe")
-    fn = ir.Function(m, ir.FunctionType(ir.VoidType(), [PTR, I64, I64]), name="probe")
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    iters = b.load(fn.args[0], typ=I64)
-    if kind == "fma":
-        V = host_target().vlen
-        vt = vec(F32, V)
-        x = b.load(b.gep(fn.args[0], [i64(8)], source_etype=I8), typ=vt, align=1)
-        accs = [b.fadd(x, ir.Constant(vt, [float(i)] * V)) for i in range(24)]
-        slots = []
-        for a0 in accs:
-            s = b.alloca(vt)
-            b.store(a0, s)
-            slots.append(s)
-        y = b.fmul(x, ir.Constant(vt, [0.999] * V))
-        with for_range(b, 0, iters, 1, "it"):
-            for s in slots:
-                v = b.load(s)
-                b.store(intrinsic(b, f"llvm.fma.v{V}f32", vt, [v, y, x]), s)
-        tot = b.load(slots[0])
-        for s in slots[1:]:
-            tot = b.fadd(tot, b.load(s))
-        b.store(tot, b.gep(fn.args[0], [i64(8)], source_etype=I8), align=1)
-        b.ret_void()
-        return m, 24 * 2 * V
-    cfg_t = ir.ArrayType(I8, 64)
-    cfg = ir.GlobalVariable(m, cfg_t, "cfg")
-    cfg.global_constant = True
-    cfg.linkage = "internal"
-    cfg.align = 64
-    raw = [0] * 64
-    raw[0] = 1
-    for t in range(8):
-        raw[16 + 2 * t] = 64
-        raw[48 + t] = 16
-    cfg.initializer = ir.Constant(cfg_t, raw)
-    void = ir.VoidType()
-    intrinsic(b, "llvm.x86.ldtilecfg", void, [cfg])
-    for t in range(8):
-        intrinsic(b, "llvm.x86.tilezero", void, [ir.Constant(I8, t)])
-    with for_range(b, 0, iters, 1, "it"):
-        for c, (x, y) in enumerate(((4, 6), (4, 7), (5, 6), (5, 7))):
-            intrinsic(b, "llvm.x86.tdpbf16ps", void, [ir.Constant(I8, c), ir.Constant(I8, x), ir.Constant(I8, y)])
-    intrinsic(b, "llvm.x86.tilerelease", void, [])
-    b.ret_void()
-    return m, 4 * 16 * 16 * 32 * 2
-
-
-def probe_peak(kind: str, threads: int, seconds: float = 0.3) -> float:
-    """GFLOP/s of the probe on `threads` threads together."""
-    import csrc
-    if kind == "amx" and not (host_target().amx and csrc.request_amx()):
-        return float("nan")
-    m, flop = _probe_body(kind)
-    body = _jit(m, "probe", [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64])
-    body_addr = ctypes.cast(body, ctypes.c_void_p).value
-    pfor = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                            ctypes.c_int64)(csrc.parallel_for_address())
-    ctx = (ctypes.c_char * 128)()
-    csrc.set_num_threads(threads)
-    best = 0.0
-    iters = 1 << 16
-    for _ in range(8):
-        ctypes.c_int64.from_buffer(ctx).value = iters
-        t0, c0 = time.perf_counter(), time.process_time()
-        pfor(body_addr, ctypes.addressof(ctx), threads, 1)
-        dt_ = _elapsed(t0, c0, threads)
-        best = max(best, flop * iters * threads / dt_ / 1e9)
-        if dt_ < seconds:
-            iters = int(iters * min(8.0, seconds / max(dt_, 1e-6)))
-    return best
-
-
-def _elapsed(t0: float, c0: float, threads: int) -> float:
-    """Wall seconds since t0, or with `CPU_TIME` set the process CPU seconds per thread since c0 (a
-    busy shared machine preempts us: CPU time leaves out the time other processes had the core)."""
-    if CPU_TIME:
-        return max(time.process_time() - c0, 1e-9) / threads
-    return time.perf_counter() - t0
-
-
-CPU_TIME = False
+CPU_TIME = False  # time by process CPU seconds per pool thread (autotune.measure.clock 'cpu'), not wall
 
 
 def bench_matmul(n: int, dtype: str, threads: int, reps: int = 5, kernel=None, **blocks) -> tuple[float, float]:
     """(GFLOP/s of the best of `reps` runs, max abs error of a corner against float32 / sqrt(n))."""
     kernel = kernel or matmul_kernel
-    import csrc
     import ml_dtypes
+
+    import csrc
     csrc.set_num_threads(threads)
     rng = np.random.default_rng(0)
     npd = np.float32 if dtype == "float32" else getattr(ml_dtypes, dtype)
@@ -134,11 +32,9 @@ def bench_matmul(n: int, dtype: str, threads: int, reps: int = 5, kernel=None, *
     b = rng.standard_normal((n, n)).astype(npd)
     c = np.zeros((n, n), np.float32)
     kernel(a, b, c, **blocks)  # compile + warm up
-    best = float("inf")
-    for _ in range(reps):
-        t0, c0 = time.perf_counter(), time.process_time()
-        kernel(a, b, c, **blocks)
-        best = min(best, _elapsed(t0, c0, threads))
+    timing = measure.bench(lambda: kernel(a, b, c, **blocks), warmup=0, repeats=reps, min_time=0.0,
+                           clock_kind="cpu" if CPU_TIME else "wall")
+    best = min(timing.samples)
     k = min(n, 256)
     ref = a[:64, :].astype(np.float32) @ b[:, :k].astype(np.float32)
     err = float(np.abs(c[:64, :k] - ref).max() / np.sqrt(n))
@@ -178,12 +74,11 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     global CPU_TIME
     CPU_TIME = args.cpu_time
-    t = host_target()
-    import csrc
-    amx = t.amx and csrc.request_amx()
     for th in (int(x) for x in args.threads.split(",")):
-        fma_peak = probe_peak("fma", th)
-        amx_peak = probe_peak("amx", th) if amx else float("nan")
+        fma_peak = probes.fma_peak(th)
+        amx_peak = probes.amx_bf16_peak(th)
+        amx = amx_peak is not None
+        amx_peak = amx_peak if amx else float("nan")
         print(f"threads={th}: FMA peak {fma_peak:.0f} GFLOP/s, AMX bf16 peak {amx_peak:.0f} GFLOP/s")
         for d in args.dtypes.split(","):
             for path in args.paths.split(","):

@@ -26,8 +26,12 @@ def attach(row: Row, fn, flops: dict, bytes_by_level: dict | None = None) -> Row
         if meter.reading is not None:
             row.joules, row.watts_source = meter.reading.joules, "measured"
     if row.joules is None:
-        p = modeled_host_power(row.threads, flops, row.seconds, host_spec(), bytes_by_level=bytes_by_level)
-        row.joules, row.watts_source = p.joules, "modeled"
+        row.joules, row.watts_source = modeled_joules(row.threads, flops, row.seconds, bytes_by_level), "modeled"
     total = sum(flops.values())
     row.flop_per_joule = total / row.joules if row.joules and total else None
     return row
+
+
+def modeled_joules(threads: int, flops: dict, seconds: float, bytes_by_level: dict | None = None) -> float:
+    """Joules the host model gives `seconds` of a run of `flops` (and `bytes_by_level`) on `threads` threads."""
+    return modeled_host_power(threads, flops, seconds, host_spec(), bytes_by_level=bytes_by_level).joules

@@ -206,15 +206,13 @@ def rows(plan) -> list:
     shapes in each FP8 format chosen (e4m3, e5m2; GFLOP/s, % of the AMX peak, vs ops.matmul bf16 of the same
     shape). Each result is checked (bit-exact cast, the NumPy quantize reference, the float32 product of the
     FP8 operands) before it is timed."""
-    from benchmarks.matmul import threads as thread_scope
+    from benchmarks.peers import threads as thread_scope
     from benchmarks.suites import SUITES
     torch = _torch()
     chosen = SUITES["fp8"].chosen_dtypes(plan)
     out = []
     rng = np.random.default_rng(0)
     with thread_scope(plan.threads):
-        if torch is not None:
-            torch.set_num_threads(plan.threads)
         for shape in SUITES["fp8"].cases(plan):
             if len(shape) == 2:
                 for src in (d for d in chosen if d in ("float32", "bfloat16")):
@@ -251,7 +249,7 @@ def priced(acc, plan) -> list:
     amax partials, the scale and the scaled cast of a tensor quantize; the scaled matmul), traced and
     analysed on arrays that are never touched. With plan.tune each launch takes the model's best config of
     its tuning space (when ops.fp8 declares one)."""
-    from benchmarks.suites import SUITES, best_priced, priced_row
+    from benchmarks.suites import SUITES, _np_dtype, best_priced, priced_row
     from ops import fp8_kernels as K
     lay = _layout()
     chosen = SUITES["fp8"].chosen_dtypes(plan)
@@ -284,7 +282,7 @@ def priced(acc, plan) -> list:
         else:
             m, nn, kk = shape
             for fmt in (d for d in chosen if d in ("e4m3", "e5m2")):
-                d = ml_dtypes.float8_e4m3fn if fmt == "e4m3" else ml_dtypes.float8_e5m2
+                d = _np_dtype(fmt)
                 a, b = np.empty((m, kk), d), np.empty((kk, nn), d)
                 s11 = np.ones((1, 1), np.float32)
                 c = np.empty((m, nn), np.float32)

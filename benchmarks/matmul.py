@@ -7,7 +7,6 @@ Every ratio is taken in this run; the peaks come from JIT probes run just before
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import time
 
@@ -16,7 +15,7 @@ import numpy as np
 import csrc
 import ops
 from autotune import measure, probes
-from benchmarks.peers import to_torch, torch_module
+from benchmarks.peers import threads, to_torch, torch_module
 from benchmarks.report import Row, show
 from codegen import dtypes as dt
 from ops.matmul import tuned_config
@@ -24,26 +23,6 @@ from ops.matmul import tuned_config
 SETTLE_S = 0.15  # pause before each contender's turn (see `settled`)
 SQUARE = (512, 1024, 2048, 4096)
 DECODE = ((1, 4096, 4096), (16, 4096, 4096), (64, 4096, 4096))
-
-
-@contextlib.contextmanager
-def threads(n: int):
-    """Our pool and, when threadpoolctl is installed (extra `peers`), NumPy's BLAS at `n` threads: the
-    peers get the same cores as we do."""
-    before = csrc.num_threads()
-    csrc.set_num_threads(n)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        threadpool_limits = None
-    try:
-        if threadpool_limits is None:
-            yield
-        else:
-            with threadpool_limits(limits=n):
-                yield
-    finally:
-        csrc.set_num_threads(before)
 
 
 def settled(fns: dict, *, rounds: int = 3, min_time: float = 0.02) -> dict:
@@ -75,8 +54,6 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict) -> Row:
         ta, tb = to_torch(torch, a), to_torch(torch, b)
         fns["torch"] = lambda: torch.matmul(ta, tb)
     with threads(nthreads):
-        if torch is not None:
-            torch.set_num_threads(nthreads)
         ops.matmul(a, b, out=c)
         used = tuned_config(dt.from_numpy(dtype).name, a[None], b[None], c[None])  # what that call ran
         ref = a.astype(np.float32) @ b.astype(np.float32)

@@ -9,6 +9,7 @@ its allocator's (64-byte aligned), which is what its users run on.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import ml_dtypes
@@ -37,3 +38,26 @@ def to_torch(torch, x: np.ndarray):
         store, name = _VIEWS[x.dtype]
         return torch.from_numpy(np.ascontiguousarray(x).view(store)).view(getattr(torch, name)).clone()
     return torch.from_numpy(np.ascontiguousarray(x)).clone()
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    """Our pool, NumPy's BLAS (when threadpoolctl, extra `peers`, is installed) and PyTorch (when installed)
+    at `n` threads, restored after: the peers get the same cores as we do."""
+    import csrc
+    torch = torch_module()
+    before, tbefore = csrc.num_threads(), torch.get_num_threads() if torch is not None else None
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    csrc.set_num_threads(n)
+    if torch is not None:
+        torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n) if threadpool_limits is not None else contextlib.nullcontext():
+            yield
+    finally:
+        csrc.set_num_threads(before)
+        if torch is not None:
+            torch.set_num_threads(tbefore)

@@ -43,7 +43,7 @@ def _peer(name: str, p: dict) -> str:
     if p.get("pct_of_peak") is not None:
         extra.append(f"{p['pct_of_peak']:.0f}%")
     if p.get("flop_per_joule"):
-        extra.append(f"{p['flop_per_joule'] / 1e9:,.2f} GFLOP/J")
+        extra.append(f"{p['flop_per_joule'] / 1e9:,.2f} GFLOP/J {p.get('watts_source', 'modeled')}")
     return f"{name} {p['ratio']:.2f}x ({', '.join(extra)})"
 
 

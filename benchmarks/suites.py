@@ -52,7 +52,7 @@ class Limits:
 def host_limits(threads: int) -> Limits:
     """Run the FMA, AMX and copy-bandwidth probes on `threads` threads."""
     from autotune import probes
-    from benchmarks.matmul import threads as thread_scope
+    from benchmarks.peers import threads as thread_scope
     with thread_scope(threads):
         return Limits(threads, probes.fma_peak(threads), probes.amx_bf16_peak(threads), probes.copy_bandwidth(threads))
 
@@ -87,28 +87,16 @@ class Suite:
         return tuple(d for d in plan.dtypes if d in self.dtypes)
 
 
-def _thread_scope(n: int):
-    from benchmarks.matmul import threads
-    return threads(n)
-
-
 def _np_dtype(name: str):
     return {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16,
             "e4m3": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2}[name]
-
-
-def _modeled_joules(threads: int, flops: dict, seconds: float, nbytes: float | None) -> float:
-    from autotune.energy import modeled_host_power
-    from benchmarks.energy import host_spec
-    return modeled_host_power(threads, flops, seconds, host_spec(),
-                              bytes_by_level={"offchip": nbytes} if nbytes else None).joules
 
 
 def finish(row: Row, fn, flops_by_engine: dict, *, limit: tuple[str, float], nbytes: float,
            peer_seconds: Mapping[str, float] | None = None) -> Row:
     """Fill a measured row's FLOPs, bytes, % of `limit` (GFLOP/s for compute rows, GB/s for memory rows),
     energy (RAPL when readable, else modeled) and the same figures for each peer timed in the same run."""
-    from benchmarks.energy import attach
+    from benchmarks.energy import attach, modeled_joules
     row.flops, row.nbytes = float(sum(flops_by_engine.values())), float(nbytes)
     name, value = limit
     row.peak = f"{name} {value:,.0f}"
@@ -123,7 +111,8 @@ def finish(row: Row, fn, flops_by_engine: dict, *, limit: tuple[str, float], nby
         else:
             p["gbps"] = nbytes / secs / 1e9
         p["pct_of_peak"] = 100 * (p.get("gflops") or p.get("gbps")) / value if value else None
-        joules = _modeled_joules(row.threads, flops_by_engine, secs, nbytes)  # their energy: never metered
+        joules = modeled_joules(row.threads, flops_by_engine, secs,
+                                {"offchip": float(nbytes)} if nbytes else None)  # their energy: never metered
         p["flop_per_joule"], p["watts_source"] = row.flops / joules if joules else None, "modeled"
     return row
 
@@ -222,22 +211,21 @@ def _matmul_cases(plan: Plan, dtype: str) -> list:
 def _matmul_measure(plan: Plan) -> list:
     import ops
     from benchmarks import matmul as mb
-    from ops.matmul import tuned_config
+    from benchmarks.peers import threads
     lim = plan.limits
     peaks = {("FMA", plan.threads): lim.fma, ("AMX bf16", plan.threads): lim.amx or 0.0}
     rows = []
-    for name in SUITES["matmul"].chosen_dtypes(plan):
-        dtype = _np_dtype(name)
-        for m, n, k in _matmul_cases(plan, name):
-            row = mb.case(m, n, k, dtype, plan.threads, peaks)
-            a, b = np.ones((m, k), dtype), np.ones((k, n), dtype)
-            c3 = np.empty((1, m, n), dtype)
-            row.config = dict(tuned_config(name, a[None], b[None], c3))  # what ops.matmul ran: tuned or default
-            peer_s = {p: 2.0 * m * n * k / v["gflops"] / 1e9 for p, v in row.peers.items()}
-            engine = "matrix" if name != "float32" else "vector"
-            rows.append(finish(row, lambda a=a, b=b: ops.matmul(a, b), {(engine, name): 2.0 * m * n * k},
-                               limit=lim.compute(name), nbytes=(m * k + k * n + m * n) * np.dtype(dtype).itemsize,
-                               peer_seconds=peer_s))
+    with threads(plan.threads):  # the metered rerun in finish() too
+        for name in SUITES["matmul"].chosen_dtypes(plan):
+            dtype = _np_dtype(name)
+            for m, n, k in _matmul_cases(plan, name):
+                row = mb.case(m, n, k, dtype, plan.threads, peaks)
+                a, b = np.ones((m, k), dtype), np.ones((k, n), dtype)  # for the metered rerun
+                peer_s = {p: 2.0 * m * n * k / v["gflops"] / 1e9 for p, v in row.peers.items()}
+                engine = "matrix" if name != "float32" else "vector"
+                rows.append(finish(row, lambda a=a, b=b: ops.matmul(a, b), {(engine, name): 2.0 * m * n * k},
+                                   limit=lim.compute(name), nbytes=(m * k + k * n + m * n) * np.dtype(dtype).itemsize,
+                                   peer_seconds=peer_s))
     return rows
 
 
@@ -265,10 +253,6 @@ def _attention_defaults(quick: bool) -> list:
     return list(SHAPES[:2] if quick else SHAPES)  # quick: (1, 8, 1024, 64) and (1, 16, 2048, 128)
 
 
-def _attention_flops(B, H, S, D, causal) -> float:
-    return 4.0 * B * H * S * S * D / (2 if causal else 1)
-
-
 def _check_head_dim(shapes) -> None:
     from ops.attention import MAX_HEAD_DIM
     for s in shapes:
@@ -280,11 +264,12 @@ def _check_head_dim(shapes) -> None:
 def _attention_measure(plan: Plan) -> list:
     import ops
     from benchmarks import attention as ab
+    from benchmarks.peers import threads
     shapes = SUITES["attention"].cases(plan)
     _check_head_dim(shapes)
     lim = plan.limits
     rows = []
-    with ab.threads(plan.threads), _thread_scope(plan.threads):
+    with threads(plan.threads):
         for name in SUITES["attention"].chosen_dtypes(plan):
             pname, peak = lim.compute(name)
             for B, H, S, D in shapes:
@@ -292,7 +277,7 @@ def _attention_measure(plan: Plan) -> list:
                     r = ab.case(B, H, S, D, name, causal, peak, rounds=2 if plan.quick else 3)
                     row = Row("attention" + (" causal" if causal else ""), f"{B}x{H}x{S}x{D}", name, plan.threads,
                               r["ms"] / 1e3, gflops=r["gflops"], config=dict(r["config"]), correct=bool(r["ok"]))
-                    fl = _attention_flops(B, H, S, D, causal)
+                    fl = ab.flops(B, H, S, S, D, causal)
                     peer_s = {"torch": fl / r["torch_gflops"] / 1e9} if "torch_gflops" in r else {}
                     engine = "vector" if name == "float32" else "matrix"
                     rng = np.random.default_rng(B * 1000 + H * 100 + S + D)  # case()'s inputs, for a metered rerun
@@ -305,6 +290,7 @@ def _attention_measure(plan: Plan) -> list:
 
 
 def _attention_price(acc: Accelerator, plan: Plan) -> list:
+    from benchmarks import attention as ab
     oa = importlib.import_module("ops.attention")  # (the package attribute `ops.attention` is the function)
     shapes = SUITES["attention"].cases(plan)
     _check_head_dim(shapes)
@@ -319,7 +305,7 @@ def _attention_price(acc: Accelerator, plan: Plan) -> list:
                 cfg = oa.default_config(name, S, S, D, D, causal, B * H, plan.threads or acc.cores)
                 fixed = {"D": max(16, -(-D // 16) * 16), "DV": max(16, -(-D // 16) * 16), "CAUSAL": causal, "MASK": 0}
                 args = (q, q, q, q, lse, dummy, 1, 1.0 / math.sqrt(D) * math.log2(math.e))
-                fl = _attention_flops(B, H, S, D, causal)
+                fl = ab.flops(B, H, S, S, D, causal)
                 if plan.tune and getattr(oa, "SPACE", None):
                     cfg = best_priced(oa.attention_kernel, args, {**cfg, **fixed}, oa.SPACE, acc, plan.threads, fl)[0] or cfg
                     cfg = {k: v for k, v in cfg.items() if k not in fixed}

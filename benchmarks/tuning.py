@@ -128,12 +128,15 @@ TUNERS: dict[str, tuple[Callable[[], list[Case]], str]] = {
 
 
 def tune_ops(names, threads: int, console) -> None:
+    """Tune each op's cases on `threads` threads (the run's: a config is tuned where it is measured)."""
+    from benchmarks.peers import threads as thread_scope
     for name in names:
         if name not in TUNERS:
             console.print(f"[yellow]{name}: no tuning space declared; measured with its defaults[/]")
             continue
         cases, cache = TUNERS[name]
-        for case in cases():
-            console.print(f"tuning {case.what} (objective perf_per_watt)")
-            case.tune()
+        with thread_scope(threads):
+            for case in cases():
+                console.print(f"tuning {case.what} (objective perf_per_watt)")
+                case.tune()
         importlib.import_module(cache)._TUNED.clear()

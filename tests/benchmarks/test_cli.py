@@ -207,11 +207,14 @@ def test_host_rows_measured_and_checked(tmp_path):
 
 
 def test_target_threads_cap_the_cores(tmp_path):
-    js = tmp_path / "t.json"
-    assert cli.main(["run", "matmul", "attention", "--target", "trn3", "--threads", "2", "--shapes",
-                     "matmul=1024x1024x1024", "attention=1x8x1024x64", "--json", str(js), "--quiet"]) == 0
-    records = json.loads(js.read_text())
+    js, free = tmp_path / "t.json", tmp_path / "free.json"
+    args = ["run", "matmul", "attention", "--target", "trn3", "--shapes", "matmul=1024x1024x1024",
+            "attention=1x8x1024x64", "--quiet"]
+    assert cli.main(args + ["--threads", "2", "--json", str(js)]) == 0
+    assert cli.main(args + ["--json", str(free)]) == 0
+    records, uncapped = json.loads(js.read_text()), json.loads(free.read_text())
     assert records and all(r["threads"] <= 2 for r in records)
+    assert any(r["threads"] > 2 for r in uncapped)  # without --threads these rows use more cores: the cap bit
 
 
 def test_measured_space_without_a_database(tmp_path):
