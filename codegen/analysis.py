@@ -26,8 +26,8 @@ FLOPs, per (engine, dtype name):
   is part of the multiply-add.
 - elementwise tile ops (arithmetic, comparisons, where, casts): 1 FLOP per element on "vector" with the
   operand dtype; EXP/EXP2/LOG count `TRANSCENDENTAL_FLOPS` (10) per element and SQRT/RSQRT
-  `ROOT_FLOPS` (4); REDUCE counts 1 FLOP per input element. BROADCAST, RESHAPE, TRANSPOSE, ARANGE and
-  CONST move data and count none.
+  `ROOT_FLOPS` (4); REDUCE counts 1 FLOP per input element. BROADCAST, RESHAPE, TRANSPOSE, INTERLEAVE,
+  ARANGE and CONST move data and count none.
 - floating-point scalar ops count 1 on "scalar"; integer scalar ops (index arithmetic) count none.
 
 Bytes, per level role:
@@ -41,7 +41,7 @@ Bytes, per level role:
 - "onchip": all other in-bounds LOAD/STORE bytes: the re-reads (and re-writes) of tiles already
   touched, served by the caches / SBUF.
 - "local": bytes streamed through the dot micro-kernels, per DOT executed: packing reads each operand
-  tile and writes its packed panel (2 x (M*K + K*N) x itemsize), the micro-kernel re-reads packed A once
+  tile and writes its packed panel (2 x (M*K + K*N) x itemsize; B already in panels is not packed), the micro-kernel re-reads packed A once
   per NR-column panel and packed B once per MR-row block (`micro=(MR, NR)`, default `MICRO`), and the
   float32 accumulator block is read and written once per dot (2 x M*N*4; written only without `acc`).
   The model is the BLIS/oneDNN scheme, independent of which micro-kernel the target actually runs.
@@ -306,19 +306,20 @@ class _Evaluator:
         if w <= 0:
             return
         op, out = n.op, n.results[0]
-        if op in (Op.BROADCAST, Op.RESHAPE, Op.TRANSPOSE, Op.ARANGE, Op.CONST):
+        if op in (Op.BROADCAST, Op.RESHAPE, Op.TRANSPOSE, Op.INTERLEAVE, Op.ARANGE, Op.CONST):
             return
         self.tile_ops += w
         if op == Op.DOT:
             a, b = n.srcs[0], n.srcs[1]
             m, k = a.shape[-2], a.shape[-1]
-            nn = b.shape[-1]
+            nn = out.shape[-1]
             batch = math.prod(a.shape[:-2]) if len(a.shape) > 2 else 1
             self.dot_shapes.setdefault((m, nn, k), None)
             self.flops[("matrix", a.dtype.name)] += w * 2.0 * batch * m * nn * k
             self.dot_calls += w * batch
             mr, nr = self.micro
-            pack = 2 * (m * k * a.dtype.itemsize + k * nn * b.dtype.itemsize)
+            # (a "panels" B operand is read in place, not packed)
+            pack = 2 * (m * k * a.dtype.itemsize + (0 if n.arg == "panels" else k * nn * b.dtype.itemsize))
             stream = a.dtype.itemsize * (m * k * math.ceil(nn / nr)) + b.dtype.itemsize * (k * nn * math.ceil(m / mr))
             acc = m * nn * out.dtype.itemsize * (2 if len(n.srcs) == 3 else 1)
             self.local += w * batch * (pack + stream + acc)

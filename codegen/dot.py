@@ -22,7 +22,7 @@ from llvmlite import ir
 from codegen import convert
 from codegen import dtypes as dt
 from codegen.dot_kernel import block_loops, fma_scheme, stream_loops
-from codegen.dot_pack import pack_panel, pack_panel_t, pack_rows, source_of, with_loader
+from codegen.dot_pack import Panels, pack_panel, pack_panel_t, pack_rows, panels_of, source_of, with_loader
 from codegen.ir import Node
 from codegen.llvm_util import i64, reg_type
 from codegen.tiles import Buf
@@ -101,7 +101,7 @@ def wide_panel(N: int, V: int, most: int) -> int:
 
 def lower_dot_vector(fl, n: Node, a, bt, acc: Buf | None, V: int) -> Buf:
     """The FMA / integer micro-kernel at V lanes (f32 or i32 compute)."""
-    (M, K), N = n.srcs[0].shape, n.srcs[1].shape[1]
+    (M, K), N = n.srcs[0].shape, n.result.shape[1]
     out = n.result.dtype
     b = fl.b
     acc_t = reg_type(out)
@@ -109,7 +109,7 @@ def lower_dot_vector(fl, n: Node, a, bt, acc: Buf | None, V: int) -> Buf:
     if M < MR:  # few rows (GEMV-like): wider panels, so B streams along whole rows
         NV = max(NV, wide_panel(N, V, ((32 if V >= 16 else 16) - 4) // M))
     NR = NV * V
-    sa, sb = source_of(fl, n.srcs[0]), source_of(fl, n.srcs[1])
+    sa = source_of(fl, n.srcs[0])
     # A: row-major M x K, or k-major (K x M) when the operand is a transpose; used in place when it
     # already is a buffer of the compute type
     a_rs, a_ks = (1, M) if sa.transposed else (K, 1)
@@ -139,6 +139,15 @@ def lower_dot_vector(fl, n: Node, a, bt, acc: Buf | None, V: int) -> Buf:
     # B: one NR-column panel (k-major) at a time, packed just before its micro-kernels run: the buffer
     # stays in L1/L2 and the panel's source rows are read once
     Bp = fl.alloca((K * NR,), out, n.loc).ptr
+    C = out_buffer(fl, n, acc)
+    loops = dict(M=M, N=N, steps=K, NV=NV, unroll=FMA_UNROLL, a_ptr=a_ptr, a_rs=a_rs, a_ks=a_ks,
+                 c_ptr=C.ptr, init_zero=acc is None)
+    scheme = fma_scheme(V, acc_t)
+    if n.arg == "panels":
+        pack_b = _panels_b(fl, panels_of(fl, n.srcs[1]), Bp, out, acc_t, K=K, V=V, NV=NV)
+        block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
+        return C
+    sb = source_of(fl, n.srcs[1])
     pack = pack_panel_t if sb.transposed else pack_panel
     cvt = converter(b, sb.dtype, out)
     sb.resolve()
@@ -146,10 +155,6 @@ def lower_dot_vector(fl, n: Node, a, bt, acc: Buf | None, V: int) -> Buf:
     def pack_b(p, ncols):
         with_loader(fl, sb, lambda ld: pack(fl, ld, cvt, Bp, acc_t, p, ncols, K=K, V=V, NV=NV))
 
-    C = out_buffer(fl, n, acc)
-    loops = dict(M=M, N=N, steps=K, NV=NV, unroll=FMA_UNROLL, a_ptr=a_ptr, a_rs=a_rs, a_ks=a_ks,
-                 c_ptr=C.ptr, init_zero=acc is None)
-    scheme = fma_scheme(V, acc_t)
     if M <= MR and sb.from_array and sb.dtype == out and not sb.transposed:
         # GEMV-like: every B element is used once, so an in-bounds tile streams B in place (edge tiles
         # are packed through their masked loads)
@@ -164,3 +169,31 @@ def lower_dot_vector(fl, n: Node, a, bt, acc: Buf | None, V: int) -> Buf:
     block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
     return C
 
+
+
+def _panels_b(fl, pan: Panels, Bp, out: dt.DType, acc_t, *, K: int, V: int, NV: int):
+    """The pack_panel callback for a "panels" B operand: float32 panels exactly NR wide, from an
+    in-bounds load, are read in place; others are packed (unpacking the k-groups) panel by panel."""
+    b = fl.b
+    NR = NV * V
+    cvt = converter(b, pan.dtype, out)
+
+    def pack(p, ncols):
+        pack_panel(fl, pan.load, cvt, Bp, acc_t, p, ncols, K=K, V=V, NV=NV)
+    if pan.G != 1 or pan.W != NR or pan.dtype != out or pan.direct is None:
+        return pack
+    base, (ps, qs), ok = pan.resolve()  # here, before the panel loop: it dominates every panel
+
+    def in_place(p, ncols):
+        here = b.gep(base, [b.mul(p, ps)], source_etype=acc_t)
+        pre = b.block
+        with b.if_then(b.not_(ok), likely=False):
+            pack(p, ncols)
+            done = b.block
+        ptr, step = b.phi(Bp.type), b.phi(qs.type)
+        ptr.add_incoming(here, pre)
+        ptr.add_incoming(Bp, done)
+        step.add_incoming(qs, pre)
+        step.add_incoming(i64(NR), done)
+        return ptr, step
+    return in_place

@@ -8,20 +8,35 @@ the whole k loop. Row blocks outer, column blocks inner: a 32-row block of A sta
 contiguous 32-column blocks of B stream through it.
 
 Operands are packed (dot_pack.py), zero-padded to whole tiles:
-- A: row-major Mp x Kp (Mp a multiple of 16, Kp of the k step).
-- B: VNNI groups of G = 4 / element size consecutive k (dot_pack.Vnni), in blocks of 32 columns.
+- A: row-major Mp x Kp (Mp a multiple of 16, Kp of the k step). An in-bounds tile of the array whose
+  rows are at most 1 KiB apart (e.g. a pre-packed block) is read in place.
+- B: VNNI groups of G = 4 / element size consecutive k (dot_pack.Vnni), in blocks of 32 columns. A
+  "panels" operand (tl.dot(..., b_layout="panels")) already is in this order and is read in place
+  when its tile is in bounds.
 C tiles are loaded from / stored to the accumulator buffer in place when it has whole tiles; otherwise
 they start at zero, go to a padded scratch and are added into C row by row.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from llvmlite import ir
 
 from codegen import convert
 from codegen import dtypes as dt
-from codegen.dot_pack import Vnni, pack_rows, pack_vnni, pack_vnni_t, source_of, with_loader, zero_rows
+from codegen.dot_pack import (
+    Panels,
+    Vnni,
+    pack_rows,
+    pack_vnni,
+    pack_vnni_t,
+    panels_of,
+    source_of,
+    with_loader,
+    zero_rows,
+)
 from codegen.ir import Node
-from codegen.llvm_util import I8, I16, I32, for_range, i64, intrinsic, reg_type, vec
+from codegen.llvm_util import I8, I16, I32, I64, for_range, i64, intrinsic, reg_type, vec
 from codegen.tiles import Buf
 
 TILE_ROWS, TILE_BYTES = 16, 64
@@ -68,14 +83,13 @@ def bf16_bits(b, x):
 
 
 def lower_dot_amx(fl, n: Node, a, bt, acc: Buf | None) -> Buf:
-    (M, K), N = n.srcs[0].shape, n.srcs[1].shape[1]
+    (M, K), N = n.srcs[0].shape, n.result.shape[1]
     din, out = n.srcs[0].dtype, n.result.dtype
     b = fl.b
     int8 = din == dt.int8
     G = 4 if int8 else 2                     # k values per 32-bit VNNI group
     KS = TILE_BYTES // (1 if int8 else 2)    # k per tile product
     et = I8 if int8 else I16
-    es = 1 if int8 else 2
     Mp, Np, Kp = -(-M // 16) * 16, -(-N // 16) * 16, -(-K // KS) * KS
     acc_t = reg_type(out)
 
@@ -84,15 +98,22 @@ def lower_dot_amx(fl, n: Node, a, bt, acc: Buf | None) -> Buf:
             return lambda x: x
         return lambda x: bf16_bits(b, convert.cast(b, x, d.name, "float32"))
 
-    sa, sb = source_of(fl, n.srcs[0]), source_of(fl, n.srcs[1])
+    sa = source_of(fl, n.srcs[0])
     # ---- A: Mp x Kp row-major
-    a_ptr, a_stride = _pack_a(fl, n, a, sa, cvt_of(sa.dtype), M=M, K=K, Mp=Mp, Kp=Kp, KS=KS, et=et), i64(Kp * es)
-    # ---- B: VNNI groups in blocks of CB columns
+    a_ptr, a_stride, a_ahead = _a_operand(fl, n, a, sa, cvt_of(sa.dtype), din, M=M, K=K, Mp=Mp, Kp=Kp, KS=KS,
+                                          et=et)
+    # ---- B: VNNI groups in blocks of CB columns (a "panels" operand: its own blocks, in place if it can)
     Bp = fl.alloca((Kp * Np,), din if din in (dt.bfloat16, dt.int8) else dt.bfloat16, n.loc).ptr
-    cvt = cvt_of(sb.dtype)
-    lay = Vnni(Kp, Np, G, CB)
-    pack = pack_vnni_t if sb.transposed else pack_vnni
-    with_loader(fl, sb, lambda ld: pack(fl, ld, cvt, Bp, et, lay, K=K, N=N))
+    if n.arg == "panels":
+        bt_, b_ahead = _panels_b(fl, panels_of(fl, n.srcs[1]), cvt_of, Bp, din, et, G, K=K, N=N, Kp=Kp, KS=KS)
+    else:
+        b_ahead = ()
+        sb = source_of(fl, n.srcs[1])
+        cvt = cvt_of(sb.dtype)
+        lay = Vnni(Kp, Np, G, CB)
+        pack = pack_vnni_t if sb.transposed else pack_vnni
+        with_loader(fl, sb, lambda ld: pack(fl, ld, cvt, Bp, et, lay, K=K, N=N))
+        bt_ = BTiles(Bp, CB, i64(lay.block_base(1)), i64(CB * G), i64(lay.width(lay.blocks - 1) * G))
     # ---- C: in place when whole tiles, else a padded scratch added in afterwards
     whole = M % 16 == 0 and N % 16 == 0
     if whole:
@@ -102,8 +123,8 @@ def lower_dot_amx(fl, n: Node, a, bt, acc: Buf | None) -> Buf:
         C = acc
         c_ptr, c_ld, c_init = fl.alloca((Mp * Np,), out, n.loc).ptr, Np, False
 
-    amx_loops(b, Mp=Mp, Np=Np, Kp=Kp, int8=int8, a_ptr=a_ptr, a_stride=a_stride, Bp=Bp, lay=lay, c_ptr=c_ptr,
-              c_ld=c_ld, c_init=c_init, acc_t=acc_t)
+    amx_loops(b, Mp=Mp, Np=Np, Kp=Kp, int8=int8, a_ptr=a_ptr, a_stride=a_stride, bt=bt_, c_ptr=c_ptr,
+              c_ld=c_ld, c_init=c_init, acc_t=acc_t, ahead=a_ahead + b_ahead)
 
     if whole:
         return C
@@ -132,10 +153,44 @@ def lower_dot_amx(fl, n: Node, a, bt, acc: Buf | None) -> Buf:
     return C
 
 
-def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, Bp, lay: Vnni, c_ptr, c_ld: int,
-              c_init: bool, acc_t) -> None:
+@dataclass
+class BTiles:
+    """Where the B tiles are: VNNI groups in blocks of W columns (W a multiple of 16), block j at
+    base + j*blk, group row q of it at + q*q_elems (q_last for a last block narrower than W)."""
+    base: ir.Value
+    W: int
+    blk: ir.Value
+    q_elems: ir.Value
+    q_last: ir.Value
+
+
+@dataclass
+class Ahead:
+    """Memory to prefetch into L2 while the tile loops run, spread evenly over their k-steps: `runs` runs of
+    `run_bytes` bytes, run r at base + r*stride bytes. Operands read in place come from L3 on their first
+    use, where tile loads stall: prefetching what follows them (in a pre-packed layout: the next k block,
+    which the next dot of a k loop reads) measured 1.1-1.3x on a k loop of bfloat16 dots."""
+    base: ir.Value
+    run_bytes: int
+    runs: int = 1
+    stride: ir.Value | None = None
+
+    def emit(self, b, t, iterations: int) -> None:
+        run_lines = max(1, self.run_bytes // 64)
+        per = -(-run_lines * self.runs // iterations)
+        for u in range(per):
+            line = b.add(b.mul(t, i64(per)), i64(u))
+            off = b.mul(b.urem(line, i64(run_lines)), i64(64))
+            if self.runs > 1:
+                off = b.add(off, b.mul(b.udiv(line, i64(run_lines)), self.stride))
+            intrinsic(b, "llvm.prefetch.p0", VOID, [b.gep(self.base, [off], source_etype=I8), ir.Constant(I32, 0),
+                                                    ir.Constant(I32, 2), ir.Constant(I32, 1)])
+
+
+def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, bt: BTiles, c_ptr, c_ld: int,
+              c_init: bool, acc_t, ahead: tuple[Ahead, ...] = ()) -> None:
     """C[Mp, Np] (row stride c_ld; loaded first when c_init, else zero) += A @ B over 2 x 2 tile blocks:
-    A at a_ptr (bytes, row stride a_stride), B packed in `lay` at Bp."""
+    A at a_ptr (bytes, row stride a_stride), B's tiles where `bt` says; `ahead` prefetched meanwhile."""
     G = 4 if int8 else 2
     KS = TILE_BYTES // (1 if int8 else 2)
     et = I8 if int8 else I16
@@ -156,16 +211,17 @@ def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, Bp, 
                 else:
                     intrinsic(b, "llvm.x86.tilezero", VOID, [_t(ctiles[r][c])])
         arow = [b.gep(a_ptr, [b.mul(b.add(i0, i64(16 * r)), a_stride)], source_etype=I8) for r in range(mt)]
-        width = min(lay.CB, 16 * nt)         # columns of the layout block(s) these B tiles sit in
+        # a single 16-column tile is the narrow last block of the packed layout (or a 16-wide panel)
+        q = bt.q_elems if 16 * nt >= bt.W else bt.q_last
         bcol = []
         for c in range(nt):
             n0 = b.add(j0, i64(16 * c))
-            off = b.add(b.mul(b.udiv(n0, i64(lay.CB)), i64(lay.block_base(1))), b.mul(b.urem(n0, i64(lay.CB)), i64(G)))
-            bcol.append(b.gep(Bp, [off], source_etype=et))
-        b_stride = i64(width * G * es)
+            off = b.add(b.mul(b.udiv(n0, i64(bt.W)), bt.blk), b.mul(b.urem(n0, i64(bt.W)), i64(G)))
+            bcol.append(b.gep(bt.base, [off], source_etype=et))
+        b_stride = b.mul(q, i64(es))
         with for_range(b, 0, Kp // KS, 1, "amx.k") as kt:
             aoff = b.mul(kt, i64(KS * es))
-            boff = b.mul(kt, i64(KS // G * width * G))
+            boff = b.mul(kt, b.mul(q, i64(KS // G)))
 
             def lda(r):
                 _load(b, A_TILES[r], b.gep(arow[r], [aoff], source_etype=I8), a_stride)
@@ -176,6 +232,11 @@ def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, Bp, 
             def tdp(r, c):
                 intrinsic(b, product, VOID, [_t(ctiles[r][c]), _t(A_TILES[r]), _t(B_TILES[c])])
             if mt == 2 and nt == 2:  # each tile reloaded right after its last use (tiles are not renamed)
+                steps = (Mp // 32) * (Np // 32) * (Kp // KS)
+                t = b.add(b.mul(b.add(b.mul(b.udiv(i0, i64(32)), i64(Np // 32)), b.udiv(j0, i64(32))),
+                                i64(Kp // KS)), kt)
+                for region in ahead:
+                    region.emit(b, t, steps)
                 lda(0), ldb(0), tdp(0, 0), ldb(1), tdp(0, 1), lda(1), tdp(1, 0), tdp(1, 1)
             else:
                 for r in range(mt):
@@ -206,9 +267,68 @@ def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, Bp, 
     intrinsic(b, "llvm.x86.tilerelease", VOID, [])
 
 
+A_IN_PLACE_STRIDE = 1024  # bytes: A rows further apart are packed (4 KiB apart they measured 0.77x packed)
+
+
+def _a_operand(fl, n, a, sa, cvt, din, *, M, K, Mp, Kp, KS, et):
+    """(pointer, row stride in bytes, prefetches) of A: an in-bounds whole-tile block of the array in place
+    when its rows are close (a pre-packed block; the block after it is prefetched), else packed."""
+    b = fl.b
+    es = 1 if et == I8 else 2
+    if not (sa.from_array and sa.dtype == din and din in (dt.bfloat16, dt.int8) and not sa.transposed
+            and M % 16 == 0 and K % KS == 0):
+        return _pack_a(fl, n, a, sa, cvt, M=M, K=K, Mp=Mp, Kp=Kp, KS=KS, et=et), i64(Kp * es), ()
+    base, rs, ok = sa.resolve()
+    row_bytes = b.mul(rs, i64(es))
+    near = b.and_(ok, b.icmp_unsigned("<=", row_bytes, i64(A_IN_PLACE_STRIDE)))
+    pre = b.block
+    with b.if_then(b.not_(near), likely=False):
+        Ap = _pack_a(fl, n, a, sa, cvt, M=M, K=K, Mp=Mp, Kp=Kp, KS=KS, et=et)
+        packed = b.block
+    ptr = b.phi(Ap.type)
+    ptr.add_incoming(base, pre)
+    ptr.add_incoming(Ap, packed)
+    stride = b.phi(I64)
+    stride.add_incoming(row_bytes, pre)
+    stride.add_incoming(i64(Kp * es), packed)
+    return ptr, stride, (Ahead(b.gep(ptr, [b.mul(stride, i64(M))], source_etype=I8), M * K * es),)
+
+
+def _panels_b(fl, pan: Panels, cvt_of, Bp, din, et, G: int, *, K, N, Kp, KS) -> tuple[BTiles, tuple[Ahead, ...]]:
+    """A "panels" B operand: its tiles in place when the load is in bounds and already holds whole
+    k-steps in the compute type (the next K rows of each panel prefetched), else packed into Bp in W-column
+    blocks of the compute type's G-groups (N = P*W: every block full; FP8 panels, grouped by 4, become
+    bfloat16 pairs)."""
+    b = fl.b
+    W = pan.W
+    lay = Vnni(Kp, N, G, W)
+    packed = BTiles(Bp, W, i64(lay.block_base(1)), i64(W * G), i64(W * G))
+
+    def pack():
+        pack_vnni(fl, pan.load, cvt_of(pan.dtype), Bp, et, lay, K=K, N=N)
+    if pan.dtype != din or din not in (dt.bfloat16, dt.int8) or K % KS or pan.direct is None:
+        pack()
+        return packed, ()
+    base, (ps, qs), ok = pan.resolve()
+    pre = b.block
+    with b.if_then(b.not_(ok), likely=False):
+        pack()
+        done = b.block
+
+    def pick(x, y, t):
+        v = b.phi(t)
+        v.add_incoming(x, pre)
+        v.add_incoming(y, done)
+        return v
+    q = pick(qs, packed.q_elems, I64)
+    bt = BTiles(pick(base, Bp, Bp.type), W, pick(ps, packed.blk, I64), q, q)
+    es = 1 if et == I8 else 2
+    nxt = b.gep(bt.base, [b.mul(q, i64(K // G))], source_etype=et)
+    return bt, (Ahead(nxt, K * W * es, N // W, b.mul(bt.blk, i64(es))),)
+
+
 def _pack_a(fl, n, a, sa, cvt, *, M, K, Mp, Kp, KS, et):
-    """A packed row-major Mp x Kp, zero-padded. (Reading an in-bounds tile of the array in place instead
-    measured slower: its rows miss in the middle of the tile loop.)"""
+    """A packed row-major Mp x Kp, zero-padded."""
     Ap = fl.alloca((Mp * Kp,), dt.int8 if et == I8 else dt.bfloat16, n.loc).ptr
 
     def pack(load):

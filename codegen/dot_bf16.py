@@ -11,7 +11,7 @@ from codegen import convert
 from codegen import dtypes as dt
 from codegen.dot_amx import bf16_bits
 from codegen.dot_kernel import Scheme, block_loops
-from codegen.dot_pack import Vnni, pack_rows, pack_vnni, pack_vnni_t, source_of, with_loader
+from codegen.dot_pack import Vnni, pack_rows, pack_vnni, pack_vnni_t, panels_of, source_of, with_loader
 from codegen.ir import Node
 from codegen.llvm_util import BFLOAT, F32, I16, I32, intrinsic, splat, vec
 from codegen.tiles import Buf
@@ -32,7 +32,7 @@ SCHEME = Scheme(V=16, acc_t=F32, a_elem=I32, b_elem=I16, b_vw=32, mac=_dp, b_ali
 
 
 def lower_dot_bf16(fl, n: Node, a, bt, acc: Buf | None) -> Buf:
-    (M, K), N = n.srcs[0].shape, n.srcs[1].shape[1]
+    (M, K), N = n.srcs[0].shape, n.result.shape[1]
     b = fl.b
     NR = NV * 16
     pairs = -(-K // 2)
@@ -44,7 +44,7 @@ def lower_dot_bf16(fl, n: Node, a, bt, acc: Buf | None) -> Buf:
             return lambda x: x
         return lambda x: bf16_bits(b, convert.cast(b, x, d.name, "float32"))
 
-    sa, sb = source_of(fl, n.srcs[0]), source_of(fl, n.srcs[1])
+    sa = source_of(fl, n.srcs[0])
     Ap = fl.alloca((M * Ka,), dt.bfloat16, n.loc).ptr
     cvt = cvt_of(sa.dtype)
     if sa.transposed:
@@ -54,9 +54,14 @@ def lower_dot_bf16(fl, n: Node, a, bt, acc: Buf | None) -> Buf:
         with_loader(fl, sa, lambda ld: pack_rows(fl, ld, cvt, Ap, I16, rows=M, cols=K, dst_rs=Ka, w=32, pad_to=Ka))
     lay = Vnni(2 * pairs, Np, 2, NR)
     Bp = fl.alloca((2 * pairs * Np,), dt.bfloat16, n.loc).ptr
-    pack = pack_vnni_t if sb.transposed else pack_vnni
-    cvt = cvt_of(sb.dtype)
-    with_loader(fl, sb, lambda ld: pack(fl, ld, cvt, Bp, I16, lay, K=K, N=N))
+    if n.arg == "panels":  # unpacked from its k-groups into this kernel's NR-column blocks
+        pan = panels_of(fl, n.srcs[1])
+        pack_vnni(fl, pan.load, cvt_of(pan.dtype), Bp, I16, lay, K=K, N=N)
+    else:
+        sb = source_of(fl, n.srcs[1])
+        pack = pack_vnni_t if sb.transposed else pack_vnni
+        cvt = cvt_of(sb.dtype)
+        with_loader(fl, sb, lambda ld: pack(fl, ld, cvt, Bp, I16, lay, K=K, N=N))
     C = acc if acc is not None else fl.alloca((M, N), dt.float32, n.loc)
     block_loops(b, SCHEME, M=M, N=N, steps=pairs, MR=MR, NV=NV, unroll=UNROLL, a_ptr=Ap, a_rs=Ka // 2, a_ks=1,
                 b_ptr=Bp, b_step=NR * 2, b_panel=lay.block_base(1), c_ptr=C.ptr, init_zero=acc is None)

@@ -17,7 +17,7 @@ from typing import Callable
 from llvmlite import ir
 
 from codegen.dtypes import DType
-from codegen.ir import Op, Value, walk
+from codegen.ir import Op, Value, panel_group, walk
 from codegen.llvm_util import I32, concat, for_range, i64, mem_type, nbytes, vec
 from codegen.tiles import Buf, Lazy
 
@@ -54,11 +54,12 @@ def _direct_buf(buf: Buf):
     return lambda: (buf.ptr, i64(buf.shape[-1]), None)
 
 
-def _direct_load(fl, node, lazy: Lazy):
-    """Direct addressing of a 2-D tile load with a contiguous last dim, or None."""
+def _direct_load(fl, node, lazy: Lazy, rank: int = 2):
+    """Direct addressing of a `rank`-D tile load with a contiguous last dim, or None: () -> (base, row
+    stride, in-bounds) for rank 2, (base, (stride of dim 0, stride of dim 1), in-bounds) for rank 3."""
     acc = node.arg
     param = fl.kernel.params[acc.param]
-    if sum(acc.kept) != 2 or not acc.kept[-1] or not param.unit_stride or param.ndim != len(acc.kept):
+    if sum(acc.kept) != rank or not acc.kept[-1] or not param.unit_stride or param.ndim != len(acc.kept):
         return None
     if tuple(acc.extents) != tuple(lazy.shape):
         return None
@@ -66,20 +67,19 @@ def _direct_load(fl, node, lazy: Lazy):
     def direct():
         b = fl.b
         starts = [fl.get(s) for s in node.srcs]
-        ok, off, rs, ki = None, i64(0), None, 0
+        ok, off, strides, ki = None, i64(0), [], 0
         for d, kept in enumerate(acc.kept):
             size, stride, s = fl.array_shape(acc.param, d), fl.array_stride(acc.param, d), starts[d]
             if kept:
                 inb = b.and_(b.icmp_signed(">=", s, i64(0)), b.icmp_signed("<=", b.add(s, i64(acc.extents[ki])), size))
-                if ki == 0:
-                    rs = stride
+                strides.append(stride)
                 ki += 1
             else:
                 inb = b.and_(b.icmp_signed(">=", s, i64(0)), b.icmp_signed("<", s, size))
             ok = inb if ok is None else b.and_(ok, inb)
             off = b.add(off, b.mul(s, stride))
         base = b.gep(fl.array_ptr(acc.param), [off], source_etype=mem_type(param.dtype))
-        return base, rs, ok
+        return base, (strides[0] if rank == 2 else tuple(strides[:-1])), ok
     return direct
 
 
@@ -100,6 +100,49 @@ def source_of(fl, v: Value) -> Source:
         direct = _direct_load(fl, prod, x)
         from_array = direct is not None
     return Source(x, v.dtype, rows, cols, transposed, direct, from_array)
+
+
+@dataclass
+class Panels:
+    """A B operand given as column panels of k-groups (tl.dot(..., b_layout="panels")): the 3-D tile
+    t[p, q, G*c + g] = B[G*q + g, p*W + c]; `load` reads it as the plain K x N operand (in chunks that
+    do not cross a panel: W is a multiple of 16, chunks start at multiples of their width), `direct`
+    (when the tile is a load from an array) gives (base, (panel stride, group-row stride), in-bounds)."""
+    tile: Buf | Lazy
+    dtype: DType
+    G: int
+    W: int
+    direct: Callable | None
+    _resolved: tuple | None = None
+
+    def resolve(self) -> tuple | None:
+        if self.direct is not None and self._resolved is None:
+            self._resolved = self.direct()
+        return self._resolved
+
+    def load(self, b, k, c0, w: int) -> ir.Value:
+        G, W = self.G, self.W
+        p, c = b.udiv(c0, i64(W)), b.urem(c0, i64(W))
+        if G == 1:
+            return self.tile.emit(b, [p, k], c, w)
+        x = self.tile.emit(b, [p, b.udiv(k, i64(G))], b.mul(c, i64(G)), G * w)
+        lanes = [b.shuffle_vector(x, x, ir.Constant(vec(I32, w), [G * i + g for i in range(w)])) for g in range(G)]
+        g = b.urem(k, i64(G))
+        r = lanes[0]
+        for j in range(1, G):
+            r = b.select(b.icmp_unsigned("==", g, i64(j)), lanes[j], r)
+        return r
+
+
+def panels_of(fl, v: Value) -> Panels:
+    """How to read the "panels" B operand `v` (P x K/G x G*W)."""
+    prod = _producers(fl).get(v)
+    x = fl.tile(v)
+    G = panel_group(v.dtype)
+    direct = None
+    if isinstance(x, Lazy) and prod is not None and prod.op == Op.LOAD:
+        direct = _direct_load(fl, prod, x, rank=3)
+    return Panels(x, v.dtype, G, v.shape[2] // G, direct)
 
 
 def with_loader(fl, src: Source, body: Callable[[Loader], None]) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from codegen import dtypes as dt
 from codegen.dtypes import DType
-from codegen.ir import Block, Kernel, Node, Op
+from codegen.ir import Block, Kernel, Node, Op, panel_group
 
 _FP8_MAX = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0}
 
@@ -130,6 +130,8 @@ class _Frame:
             r = np.reshape(get[0], out.shape)
         elif op == Op.TRANSPOSE:
             r = np.ascontiguousarray(np.transpose(get[0], n.arg))
+        elif op == Op.INTERLEAVE:
+            r = np.stack([get[0], get[1]], axis=-1).reshape(out.shape)
         elif op == Op.REDUCE:
             r = self.reduce(n, get[0])
         elif op == Op.DOT:
@@ -194,6 +196,10 @@ class _Frame:
     def dot(self, n: Node, get):
         out = n.results[0].dtype
         a, b = (g.astype(np.int32 if out == dt.int32 else np.float32) for g in get[:2])
+        if n.arg == "panels":  # b[p, q, G*c + g] = B[G*q + g, p*W + c]
+            P, Kq, GW = b.shape
+            G = panel_group(n.srcs[1].dtype)
+            b = b.reshape(P, Kq, GW // G, G).transpose(1, 3, 0, 2).reshape(Kq * G, P * (GW // G))
         r = a @ b
         return r + get[2] if len(get) == 3 else r
 

@@ -96,6 +96,7 @@ class Op(Enum):
     BROADCAST = auto()  # result shape from the same-rank source with 1s expanded (or a scalar)
     RESHAPE = auto()    # insert/remove size-1 dims
     TRANSPOSE = auto()  # arg=perm
+    INTERLEAVE = auto()  # srcs=(x, y), one type; last dim doubled: r[..., 2i] = x[..., i], r[..., 2i+1] = y[..., i]
     REDUCE = auto()     # arg=(kind "sum"|"max"|"min", axis, keepdims)
     DOT = auto()        # srcs=(a, b) or (a, b, acc); float32 (int32 for int8) accumulation
     # control flow
@@ -109,6 +110,12 @@ COMPARE = frozenset({Op.LT, Op.LE, Op.GT, Op.GE, Op.EQ, Op.NE})
 UNARY = frozenset({Op.NEG, Op.ABS, Op.NOT, Op.EXP, Op.EXP2, Op.LOG, Op.SQRT, Op.RSQRT})
 TRANSCENDENTAL = frozenset({Op.EXP, Op.EXP2, Op.LOG, Op.SQRT, Op.RSQRT})
 ELEMENTWISE = BINARY | COMPARE | UNARY | {Op.WHERE, Op.CAST}
+
+
+def panel_group(d: DType) -> int:
+    """k values per 32-bit group of a DOT's "panels" B operand (arg "panels": b[p, q, G*c + g] =
+    B[G*q + g, p*W + c]): float32 1, bfloat16/float16 2, int8/FP8 4 (the AMX VNNI order)."""
+    return max(1, 4 // d.itemsize)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ def fuse_dot_accumulate(kernel: Kernel) -> Kernel:
             for d, acc in ((n.srcs[1], n.srcs[0]), (n.srcs[0], n.srcs[1])):
                 dot = producers.get(d)
                 if dot is not None and dot not in dead and uses[d] == 1 and d.type == n.result.type:
-                    fused[n] = Node(Op.DOT, n.results, (*dot.srcs, acc), None, (), dot.loc)
+                    fused[n] = Node(Op.DOT, n.results, (*dot.srcs, acc), dot.arg, (), dot.loc)
                     dead.add(dot)
                     break
         if not fused:

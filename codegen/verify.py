@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from codegen import dtypes as dt
-from codegen.ir import BINARY, COMPARE, UNARY, Block, Kernel, Node, Op
+from codegen.ir import BINARY, COMPARE, UNARY, Block, Kernel, Node, Op, panel_group
 
 
 def _check(n: Node) -> str | None:
@@ -30,9 +30,18 @@ def _check(n: Node) -> str | None:
         if s[0].shape and (len(s[0].shape) != len(r[0].shape) or
                            any(a not in (1, b) for a, b in zip(s[0].shape, r[0].shape))):
             return f"cannot broadcast {s[0]} to {r[0]}"
+    elif op == Op.INTERLEAVE:
+        if s[0] != s[1] or not s[0].shape or r[0].dtype != s[0].dtype or \
+                r[0].shape != (*s[0].shape[:-1], 2 * s[0].shape[-1]):
+            return f"interleave {s} -> {r[0]}"
     elif op == Op.DOT:
         a, b = s[0].shape, s[1].shape
-        if len(a) != 2 or len(b) != 2 or a[1] != b[0] or r[0].shape != (a[0], b[1]) or (len(s) == 3 and s[2] != r[0]):
+        if n.arg == "panels":  # b: (P, K/G, G*W) column panels of k-groups
+            G = panel_group(s[1].dtype)
+            ok = len(b) == 3 and len(a) == 2 and a[1] == G * b[1] and r[0].shape == (a[0], b[0] * (b[2] // G))
+        else:
+            ok = len(a) == 2 and len(b) == 2 and a[1] == b[0] and r[0].shape == (a[0], b[1])
+        if not ok or (len(s) == 3 and s[2] != r[0]):
             return f"dot {s} -> {r[0]}"
     elif op == Op.FOR:
         body = n.regions[0]

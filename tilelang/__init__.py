@@ -11,11 +11,11 @@ from codegen.dtypes import bfloat16, bool_, float8_e4m3fn, float8_e5m2, float16,
 from tilelang import config
 from tilelang.errors import KernelError
 from tilelang.jit import JITFunction, jit
-from tilelang.language import (abs, amax, arange, cast, cdiv, constexpr, dot, exp, exp2, full, grid, load, log,
-                               max, maximum, min, minimum, range, rsqrt, sqrt, sum, where, zeros)
+from tilelang.language import (abs, amax, arange, cast, cdiv, constexpr, dot, exp, exp2, full, grid, interleave, load,
+                               log, max, maximum, min, minimum, range, rsqrt, sqrt, sum, where, zeros)
 from tilelang.semantic import Tensor, Tile
 
 __all__ = ["JITFunction", "KernelError", "Tensor", "Tile", "abs", "amax", "arange", "bfloat16", "bool_", "cast",
            "cdiv", "config", "constexpr", "dot", "exp", "exp2", "float16", "float32", "float8_e4m3fn",
-           "float8_e5m2", "full", "grid", "int32", "int64", "int8", "jit", "load", "log", "max", "maximum", "min",
-           "minimum", "range", "rsqrt", "sqrt", "sum", "where", "zeros"]
+           "float8_e5m2", "full", "grid", "int32", "int64", "int8", "interleave", "jit", "load", "log", "max",
+           "maximum", "min", "minimum", "range", "rsqrt", "sqrt", "sum", "where", "zeros"]

@@ -78,9 +78,15 @@ def where(cond, a, b) -> Tile:
     return sem.where(cond, a, b)
 
 
-def dot(a, b, acc=None) -> Tile:
-    """Matrix product of 2-D tiles with float32 accumulation (int32 for int8); `acc` is added."""
-    return sem.dot(a, b, acc)
+def dot(a, b, acc=None, b_layout: str | None = None) -> Tile:
+    """Matrix product of 2-D tiles with float32 accumulation (int32 for int8); `acc` is added.
+
+    `b_layout="panels"`: `b` is the K x N operand pre-packed the way the micro-kernels read it, as a 3-D
+    tile of column panels of k-groups: b[p, q, G*c + g] = B[G*q + g, p*W + c], with G = 4 // itemsize
+    (float32: 1, bfloat16/float16: 2, int8/FP8: 4; the AMX VNNI order) and W = b.shape[2] // G a
+    multiple of 16. The result is M x (P*W). Packing B once (e.g. per weight) and reading its panels in
+    place spares every program the packing (see ops.matmul)."""
+    return sem.dot(a, b, acc, b_layout)
 
 
 def exp(x): return sem.unary(Op.EXP, x)
@@ -106,6 +112,17 @@ def min(x, axis=None, keepdims=False): return sem.reduce("min", x, axis, keepdim
 amax = max
 
 
+def interleave(x, y) -> Tile:
+    """The last dims of two tiles interleaved, as Triton's `tl.interleave`.
+
+    Args: x, y: tiles (rank >= 1) of one shape and one dtype (any dtype).
+    Returns: a tile of shape x.shape[:-1] + (2 * x.shape[-1],) with r[..., 2*i] = x[..., i] and
+        r[..., 2*i + 1] = y[..., i].
+    Raises: a KernelError at the call when x or y is a scalar, or their shapes or dtypes differ.
+    Example: `out[q, 0:2 * W] = tl.interleave(a[2 * q, 0:W], a[2 * q + 1, 0:W])` pairs rows 2q, 2q+1."""
+    return sem.interleave(x, y)
+
+
 def cast(x, dtype: DType, saturate: bool = False, fast: bool = False) -> Tile:
     """`x.to(dtype)`; float targets round to nearest even, `saturate` (FP8) clamps overflow to the max.
     `fast` (bfloat16 targets): the rounding of AVX512-BF16's vcvtneps2bf16, one instruction where the
@@ -124,4 +141,4 @@ def _static_shape(shape) -> tuple[int, ...]:
 
 __all__ = ["Tensor", "Tile", "arange", "cdiv", "constexpr", "dot", "exp", "exp2", "full", "grid", "load",
            "log", "max", "maximum", "min", "minimum", "range", "rsqrt", "sqrt", "sum", "where", "zeros", "abs",
-           "amax", "cast"]
+           "amax", "cast", "interleave"]

@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from codegen import dtypes as dt
 from codegen.builder import Builder
 from codegen.dtypes import DType
-from codegen.ir import BINARY, COMPARE, Access, CompileError, Op, Param, Type, Value
+from codegen.ir import BINARY, COMPARE, Access, CompileError, Op, Param, Type, Value, panel_group
 
 CURRENT: ContextVar[Builder] = ContextVar("tilelang_builder")
 
@@ -340,6 +340,15 @@ def transpose(x: Tile) -> Tile:
     return Tile(builder().value(Op.TRANSPOSE, Type(x.dtype, x.shape[::-1]), (x.value,), arg=(1, 0)))
 
 
+def interleave(x, y) -> Tile:
+    if not (isinstance(x, Tile) and isinstance(y, Tile)) or x.ndim == 0 or y.ndim == 0:
+        raise CompileError(f"tl.interleave takes two tiles of rank >= 1, got {fmt(x)} and {fmt(y)}")
+    if x.value.type != y.value.type:
+        raise CompileError(f"tl.interleave needs tiles of one shape and dtype, got {x.value.type} and {y.value.type}")
+    shape = x.shape[:-1] + (2 * x.shape[-1],)
+    return Tile(builder().value(Op.INTERLEAVE, Type(x.dtype, shape), (x.value, y.value)))
+
+
 def reduce(kind: str, x, axis=None, keepdims=False) -> Tile:
     x = to_tile(x)
     if axis is None:
@@ -356,8 +365,10 @@ def reduce(kind: str, x, axis=None, keepdims=False) -> Tile:
     return Tile(builder().value(Op.REDUCE, Type(d, shape), (x.value,), arg=(kind, axis, bool(keepdims))))
 
 
-def dot(a, b, acc=None) -> Tile:
+def dot(a, b, acc=None, b_layout=None) -> Tile:
     a, b = to_tile(a), to_tile(b)
+    if b_layout is not None:
+        return _dot_panels(a, b, acc, b_layout)
     if a.ndim != 2 or b.ndim != 2:
         raise CompileError(f"tl.dot multiplies 2-D tiles, got {a.value.type} and {b.value.type}")
     if a.shape[1] != b.shape[0]:
@@ -373,6 +384,30 @@ def dot(a, b, acc=None) -> Tile:
     if acc is not None:
         srcs.append(broadcast_to(cast(acc, out), rtype.shape).value)
     return Tile(builder().value(Op.DOT, rtype, tuple(srcs)))
+
+
+def _dot_panels(a, b, acc, layout) -> Tile:
+    if layout != "panels":
+        raise CompileError(f"tl.dot: b_layout must be None or 'panels', got {layout!r}")
+    if a.ndim != 2 or b.ndim != 3:
+        raise CompileError(f"tl.dot with b_layout='panels' takes a 2-D a and a 3-D b (panels, K/G, G*W), "
+                           f"got {a.value.type} and {b.value.type}")
+    if a.dtype != b.dtype or a.dtype in (dt.bool_, dt.int32, dt.int64):
+        raise CompileError(f"tl.dot with b_layout='panels' needs a and b of one float or int8 dtype, "
+                           f"got {a.dtype.name} and {b.dtype.name}")
+    G = panel_group(b.dtype)
+    P, Kq, GW = b.shape
+    if GW % (16 * G):
+        raise CompileError(f"tl.dot: the panels of b ({b.value.type}) must be a multiple of 16 columns wide "
+                           f"(last dim a multiple of {16 * G} for {b.dtype.name})")
+    if a.shape[1] != G * Kq:
+        raise CompileError(f"tl.dot: a has K = {a.shape[1]} but the panels of b hold K = {G} * {Kq} = {G * Kq}")
+    out = dt.int32 if a.dtype.is_int else dt.float32
+    rtype = Type(out, (a.shape[0], P * (GW // G)))
+    srcs = [a.value, b.value]
+    if acc is not None:
+        srcs.append(broadcast_to(cast(acc, out), rtype.shape).value)
+    return Tile(builder().value(Op.DOT, rtype, tuple(srcs), arg="panels"))
 
 
 # ----------------------------------------------------------------------------------------------------
