@@ -7,6 +7,9 @@ rounding of a narrow output (one ulp of the output dtype).
 """
 from __future__ import annotations
 
+import math
+import threading
+
 import numpy as np
 
 import csrc
@@ -44,6 +47,110 @@ def _block(a, b, c, z, i, j, K, BM, BN, BK):
     for k in tl.range(tl.cdiv(K, BK)):
         acc += tl.dot(a[z, i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[z, k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
     c[z, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
+
+
+# ---- pre-packed path (AMX bfloat16): operands packed once per call, read in place by every program ----
+#
+# Each grid program of matmul_kernel packs its A and B tiles again (A once per column block, B once per
+# row block). Here A is packed once into whole BM x BK blocks (rows BK*2 bytes apart, which the AMX dot
+# reads in place, prefetching the next block) and B once into 32-column panels of VNNI pairs (tl.dot's
+# b_layout="panels"), both zero-padded to whole blocks so every program's tiles are in bounds. Measured
+# (1 and 2 threads, n = 2048 / 4096): 1.05-1.3x the per-program packing; at n = 1024 it is level or
+# slower, hence PACKED_MIN.
+
+PANEL_W = 32  # columns per B panel: a 2 x 2 AMX tile block reads one panel's 64-byte rows in pairs
+
+
+@tl.jit
+def pack_a_kernel(a, ap, BM: tl.constexpr = 256, BK: tl.constexpr = 256):
+    """ap[z, i, k] = the (BM, BK) block (i, k) of a[z], zero-padded; ap (Z, cdiv(M, BM), cdiv(K, BK), BM, BK)."""
+    Z, MB, KB = ap.shape[0], ap.shape[1], ap.shape[2]
+    for z, i, k in tl.grid(Z, MB, KB):
+        ap[z, i, k, 0:BM, 0:BK] = a[z, i * BM:(i + 1) * BM, k * BK:(k + 1) * BK]
+
+
+@tl.jit
+def pack_b_kernel(b, bp, W: tl.constexpr = 32, QB: tl.constexpr = 64):
+    """bp[z, p, q, 2c + g] = b[z, 2q + g, p*W + c] (zero beyond b): W-column panels of k pairs; bp
+    (Z, P, Kq, 2W) with Kq a multiple of QB."""
+    Z, P, KQ = bp.shape[0], bp.shape[1], bp.shape[2]
+    for z, p, qb in tl.grid(Z, P, KQ // QB):
+        for s in tl.range(QB):
+            q = qb * QB + s
+            lo = b[z, 2 * q, p * W:(p + 1) * W]
+            hi = b[z, 2 * q + 1, p * W:(p + 1) * W]
+            bp[z, p, q, 0:2 * W] = tl.interleave(lo, hi)
+
+
+@tl.jit
+def matmul_packed_kernel(ap, bp, c, BM: tl.constexpr = 256, BN: tl.constexpr = 512, BK: tl.constexpr = 256,
+                         W: tl.constexpr = 32):
+    """c[z] = A[z] @ B[z] from pack_a_kernel's blocks of A and pack_b_kernel's panels of B."""
+    Z, MB, KB = ap.shape[0], ap.shape[1], ap.shape[2]
+    N = c.shape[2]
+    for z, i, j in tl.grid(Z, MB, tl.cdiv(N, BN)):
+        acc = tl.zeros((BM, BN), tl.float32)
+        for k in tl.range(KB):
+            acc += tl.dot(ap[z, i, k, 0:BM, 0:BK],
+                          bp[z, j * (BN // W):(j + 1) * (BN // W), k * (BK // 2):(k + 1) * (BK // 2), 0:2 * W],
+                          b_layout="panels")
+        c[z, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
+
+
+# Configs of the pre-packed path (BM a multiple of 16, BN of PANEL_W, BK of 32) whose on-chip buffers fit
+# (the float32 accumulator and the dot's fallback packs). The tuner does not search them yet: the packed
+# operands' shapes depend on BM and BK, and a tuning run times one kernel on fixed arguments. The default
+# measured best of these at n = 2048, 1 and 2 threads.
+PACKED_SPACE = [{"BM": m, "BN": n, "BK": k} for m in (64, 128, 256, 512) for n in (128, 256, 512, 1024)
+                for k in (128, 256, 512) if m * n * 4 + (m + n) * k * 2 <= 2 << 20]
+PACKED_DEFAULT = {"BM": 256, "BN": 512, "BK": 256}
+PACKED_MIN = 1536  # every dim at least this (n = 1024: per-program packing measured level or faster)
+SCRATCH_CACHE_BYTES = 64 << 20  # packed operands up to this size keep their buffers across calls
+
+
+def packed_path(dtype: str, M: int, N: int, K: int) -> bool:
+    """Whether a product takes the pre-packed path: bfloat16 on AMX, large enough in every dim."""
+    return dtype == "bfloat16" and min(M, N, K) >= PACKED_MIN and _dot_path(dt.bfloat16) == "amx"
+
+
+def _dot_path(dtype) -> str:
+    from types import SimpleNamespace
+
+    from codegen.dot import choose_path
+    from tilelang.compile import codegen_options, current_target
+    return choose_path(SimpleNamespace(options=codegen_options(current_target())), dtype)
+
+
+def _scratch(name: str, shape: tuple, dtype) -> np.ndarray:
+    """A 64-byte aligned workspace, kept per thread across calls up to SCRATCH_CACHE_BYTES (fresh pages
+    cost a fault and a zeroing each)."""
+    size = int(np.prod(shape))
+    if size * np.dtype(dtype).itemsize > SCRATCH_CACHE_BYTES:
+        return csrc.aligned_empty(shape, dtype)
+    buf = getattr(_SCRATCH, name, None)
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = csrc.aligned_empty((size,), dtype)
+        setattr(_SCRATCH, name, buf)
+    return buf[:size].reshape(shape)
+
+
+_SCRATCH = threading.local()
+
+
+def matmul_packed(a3, b3, c3, config: dict | None = None) -> None:
+    """c3 = a3 @ b3 (3-D bfloat16 operands, as matmul passes them) through the pre-packed kernels."""
+    config = {**PACKED_DEFAULT, **(config or {})}
+    BM, BN, BK = config["BM"], config["BN"], config["BK"]
+    if set(config) != set(PACKED_DEFAULT) or BM % 16 or BN % PANEL_W or BK % 32 or min(BM, BN, BK) <= 0:
+        raise ValueError(f"matmul: a pre-packed config has BM (a multiple of 16), BN (of {PANEL_W}) and BK "
+                         f"(of 32), got {config}")
+    (Z, M, K), N = a3.shape, b3.shape[2]
+    KB = -(-K // BK)
+    ap = _scratch("a", (Z, -(-M // BM), KB, BM, BK), a3.dtype)
+    bp = _scratch("b", (Z, -(-N // BN) * (BN // PANEL_W), KB * BK // 2, 2 * PANEL_W), b3.dtype)
+    pack_a_kernel(a3, ap, BM=BM, BK=BK)
+    pack_b_kernel(b3, bp, W=PANEL_W, QB=math.gcd(64, BK // 2))
+    matmul_packed_kernel(ap, bp, c3, BM=BM, BN=BN, BK=BK, W=PANEL_W)
 
 
 STREAM_ROWS = 4  # row tiles of at most this many rows take the dot's streaming (GEMV-like) path
@@ -92,7 +199,9 @@ def _batched(x: np.ndarray, batch: tuple, tail: tuple) -> np.ndarray:
 def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.ndarray:
     """Matrix product with NumPy's matmul broadcasting rules; float32/bfloat16/float16 inputs of one dtype,
     float32 accumulation, result in `out_dtype` (float32 or the input dtype; default: the input dtype).
-    Transposed and other strided inputs are read in place."""
+    Transposed and other strided inputs are read in place (large bfloat16 products on AMX pack them once).
+    `config`: matmul_kernel's tile sizes (BM, BN, BK, ORDER), or for a product that takes the pre-packed
+    path (`packed_path`), its BM, BN, BK; default: tuned or DEFAULTS / PACKED_DEFAULT."""
     a, b = as_array(a, "a"), as_array(b, "b")
     da, db = dtype_of(a, "a", INPUTS), dtype_of(b, "b", INPUTS)
     if da != db:
@@ -121,7 +230,10 @@ def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.
     direct = out.flags.c_contiguous  # else the result goes through a contiguous temporary
     target = out.reshape(batch + (M, N)) if direct else np.empty(batch + (M, N), odt)
     a3, b3, c3 = _batched(a2, batch, (M, K)), _batched(b2, batch, (K, N)), target.reshape((-1, M, N))
-    matmul_kernel(a3, b3, c3, **(config or tuned_config(da.name, a3, b3, c3)))
+    if packed_path(da.name, M, N, K) and (config is None or "ORDER" not in config):
+        matmul_packed(a3, b3, c3, config)
+    else:
+        matmul_kernel(a3, b3, c3, **(config or tuned_config(da.name, a3, b3, c3)))
     if not direct:
         out[...] = target.reshape(shape)
     return out

@@ -1,4 +1,6 @@
 """ops.matmul against NumPy: ragged shapes, batching, broadcasting, strided inputs, dtypes, errors."""
+import importlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -132,3 +134,28 @@ def test_errors():
     with pytest.raises(ValueError, match="overlap"):
         sq = np.ones((4, 4), np.float32)
         ops.matmul(sq, sq, out=sq)
+
+
+def test_bfloat16_pre_packed_path(monkeypatch):
+    """Large bfloat16 products on AMX pack A and B once per call (ops.matmul.matmul_packed); every dim
+    is lowered to 1 here so small ragged, batched, broadcast and transposed shapes take that path."""
+    mm = importlib.import_module("ops.matmul")
+    calls = []
+    real = mm.matmul_packed
+    monkeypatch.setattr(mm, "PACKED_MIN", 1)
+    monkeypatch.setattr(mm, "matmul_packed", lambda *a, **k: calls.append(1) or real(*a, **k))
+    amx = mm.packed_path("bfloat16", 64, 64, 64)
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((2, 1, 67, 129), np.float32).astype(BF16)
+    b = rng.standard_normal((3, 45, 129), np.float32).astype(BF16).transpose(0, 2, 1)  # strided, no copy
+    for out_dtype in (np.float32, BF16):
+        check(a, b, ops.matmul(a, b, out_dtype=out_dtype))
+    check(a, b, ops.matmul(a, b, out_dtype=np.float32, config={"BM": 32, "BN": 64, "BK": 96}))
+    assert len(calls) == (3 if amx else 0)
+    calls.clear()
+    check(a, b, ops.matmul(a, b, out_dtype=np.float32, config=dict(mm.DEFAULTS["bfloat16"])))  # ORDER: unpacked
+    assert not calls
+    assert not mm.packed_path("float32", 4096, 4096, 4096)
+    if amx:
+        with pytest.raises(ValueError, match="pre-packed config"):
+            ops.matmul(a, b, config={"BM": 20, "BN": 64, "BK": 64})
