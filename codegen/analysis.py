@@ -41,10 +41,11 @@ Bytes, per level role:
 - "onchip": all other in-bounds LOAD/STORE bytes: the re-reads (and re-writes) of tiles already
   touched, served by the caches / SBUF.
 - "local": bytes streamed through the dot micro-kernels, per DOT executed: packing reads each operand
-  tile and writes its packed panel (2 x (M*K + K*N) x itemsize; B already in panels is not packed), the micro-kernel re-reads packed A once
-  per NR-column panel and packed B once per MR-row block (`micro=(MR, NR)`, default `MICRO`), and the
-  float32 accumulator block is read and written once per dot (2 x M*N*4; written only without `acc`).
-  The model is the BLIS/oneDNN scheme, independent of which micro-kernel the target actually runs.
+  tile and writes its packed panel (2 x (M*K + K*N) x itemsize; a B given as panels is not packed), the
+  micro-kernel re-reads packed A once per NR-column panel and packed B once per MR-row block
+  (`micro=(MR, NR)`, default `MICRO`), and the float32 accumulator block is read and written once per
+  dot (2 x M*N*4; written only without `acc`). The model is the BLIS/oneDNN scheme, independent of which
+  micro-kernel the target actually runs.
   Elementwise tile traffic through L1 is not counted.
 
 Footprints, per tile program (the body of the GRID, nested regions included; the largest over grids):

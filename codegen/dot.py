@@ -14,6 +14,10 @@ Paths (`fl.options["dot"]` forces one; "auto" takes the best the target has):
   CPUs that have it and no AMX at all, else the FMA path (on Sapphire Rapids with AMX withheld by the OS,
   vdpbf16ps measured at half the float32 FMA rate). float32 and float16 always take the FMA path
   (float16 -> bfloat16 is not exact; float16 widens exactly to float32).
+
+A B operand given as panels (`tl.dot(a, b, b_layout="panels")`, dot_pack.Panels) is read in place where its
+layout is the micro-kernel's (AMX: bfloat16/int8 panels; FMA: float32 panels NR wide) and its tile is in
+bounds, and unpacked from its k-groups into the usual packs otherwise.
 """
 from __future__ import annotations
 

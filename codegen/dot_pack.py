@@ -395,5 +395,5 @@ def zero_rows(fl, dst, dst_t, *, start: int, stop: int, row_len: int, w: int) ->
         zero_fill(fl.b, dst, dst_t, start * row_len, (stop - start) * row_len, w)
 
 
-__all__ = ["Source", "source_of", "with_loader", "pack_rows", "pack_panel", "pack_panel_t", "pack_vnni",
+__all__ = ["Source", "source_of", "Panels", "panels_of", "with_loader", "pack_rows", "pack_panel", "pack_panel_t", "pack_vnni",
            "pack_vnni_t", "Vnni", "zero_rows", "pad", "interleave", "transpose"]

@@ -20,6 +20,7 @@ from codegen.target import host_target
 from codegen.tiles import Buf
 from codegen.verify import verify
 from tests.codegen.llvm_harness import target_machine
+from tests.lang.test_primitives import both
 
 DTYPES = [tl.float32, tl.bfloat16, tl.float16, tl.int8, tl.int32, tl.float8_e4m3fn, tl.float8_e5m2, tl.bool_]
 
@@ -41,15 +42,6 @@ def bits(a: np.ndarray) -> np.ndarray:
 
 def ref(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.stack([x, y], axis=-1).reshape(*x.shape[:-1], 2 * x.shape[-1])
-
-
-def both(kernel, *args, **kw):
-    """Run compiled and interpreted on copies; return (compiled args, interpreted args)."""
-    a = [x.copy() if isinstance(x, np.ndarray) else x for x in args]
-    b = [x.copy() if isinstance(x, np.ndarray) else x for x in args]
-    kernel(*a, **kw)
-    tl.jit(kernel.fn, interpret=True)(*b, **kw)
-    return a, b
 
 
 def check_out(kernel, args, want, **kw):
