@@ -167,9 +167,11 @@ class BTiles:
 @dataclass
 class Ahead:
     """Memory to prefetch into L2 while the tile loops run, spread evenly over their k-steps: `runs` runs of
-    `run_bytes` bytes, run r at base + r*stride bytes. Operands read in place come from L3 on their first
-    use, where tile loads stall: prefetching what follows them (in a pre-packed layout: the next k block,
-    which the next dot of a k loop reads) measured 1.1-1.3x on a k loop of bfloat16 dots."""
+    `run_bytes` bytes, run r at base + r*stride bytes, when `when` (i1: the operand is read in place) holds.
+    Operands read in place come from L3 on their first use, where tile loads stall: prefetching what follows
+    them (in a pre-packed layout: the next k block, which the next dot of a k loop reads) measured 1.1-1.3x
+    on a k loop of bfloat16 dots. A packed operand's buffer is hot already: nothing to prefetch."""
+    when: ir.Value
     base: ir.Value
     run_bytes: int
     runs: int = 1
@@ -178,13 +180,14 @@ class Ahead:
     def emit(self, b, t, iterations: int) -> None:
         run_lines = max(1, self.run_bytes // 64)
         per = -(-run_lines * self.runs // iterations)
-        for u in range(per):
-            line = b.add(b.mul(t, i64(per)), i64(u))
-            off = b.mul(b.urem(line, i64(run_lines)), i64(64))
-            if self.runs > 1:
-                off = b.add(off, b.mul(b.udiv(line, i64(run_lines)), self.stride))
-            intrinsic(b, "llvm.prefetch.p0", VOID, [b.gep(self.base, [off], source_etype=I8), ir.Constant(I32, 0),
-                                                    ir.Constant(I32, 2), ir.Constant(I32, 1)])
+        with b.if_then(self.when, likely=True):
+            for u in range(per):
+                line = b.add(b.mul(t, i64(per)), i64(u))
+                off = b.mul(b.urem(line, i64(run_lines)), i64(64))
+                if self.runs > 1:
+                    off = b.add(off, b.mul(b.udiv(line, i64(run_lines)), self.stride))
+                intrinsic(b, "llvm.prefetch.p0", VOID, [b.gep(self.base, [off], source_etype=I8),
+                                                        ir.Constant(I32, 0), ir.Constant(I32, 2), ir.Constant(I32, 1)])
 
 
 def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, bt: BTiles, c_ptr, c_ld: int,
@@ -291,7 +294,7 @@ def _a_operand(fl, n, a, sa, cvt, din, *, M, K, Mp, Kp, KS, et):
     stride = b.phi(I64)
     stride.add_incoming(row_bytes, pre)
     stride.add_incoming(i64(Kp * es), packed)
-    return ptr, stride, (Ahead(b.gep(ptr, [b.mul(stride, i64(M))], source_etype=I8), M * K * es),)
+    return ptr, stride, (Ahead(near, b.gep(ptr, [b.mul(stride, i64(M))], source_etype=I8), M * K * es),)
 
 
 def _panels_b(fl, pan: Panels, cvt_of, Bp, din, et, G: int, *, K, N, Kp, KS) -> tuple[BTiles, tuple[Ahead, ...]]:
@@ -324,7 +327,7 @@ def _panels_b(fl, pan: Panels, cvt_of, Bp, din, et, G: int, *, K, N, Kp, KS) -> 
     bt = BTiles(pick(base, Bp, Bp.type), W, pick(ps, packed.blk, I64), q, q)
     es = 1 if et == I8 else 2
     nxt = b.gep(bt.base, [b.mul(q, i64(K // G))], source_etype=et)
-    return bt, (Ahead(nxt, K * W * es, N // W, b.mul(bt.blk, i64(es))),)
+    return bt, (Ahead(ok, nxt, K * W * es, N // W, b.mul(bt.blk, i64(es))),)
 
 
 def _pack_a(fl, n, a, sa, cvt, *, M, K, Mp, Kp, KS, et):
