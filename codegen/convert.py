@@ -62,7 +62,6 @@ FP8 = {
     "e5m2": _Format(5, 2, 15, max_code=0x7B, inf_code=0x7C, nan_code=0x7E, nan_canonical=True),
 }
 
-DTYPES = REG_TYPES  # dtype name -> LLVM element type of its value representation
 _FP8_DTYPES = {"float8_e4m3fn": "e4m3fn", "float8_e5m2": "e5m2"}
 _INT_BITS = {"int8": 8, "int32": 32, "int64": 64}
 
@@ -302,18 +301,18 @@ def cast(b: ir.IRBuilder, x: ir.Value, src: str, dst: str, saturate: bool = Fals
     number -> bool is x != 0.
     """
     for name in (src, dst):
-        if name not in DTYPES:
-            raise ValueError(f"unknown dtype {name!r}; expected one of {sorted(DTYPES)}")
-    _expect(x, DTYPES[src], f"cast from {src}")
+        if name not in REG_TYPES:
+            raise ValueError(f"unknown dtype {name!r}; expected one of {sorted(REG_TYPES)}")
+    _expect(x, REG_TYPES[src], f"cast from {src}")
     if src == dst:
         return x
     if dst == "bool":
         return _nonzero(b, x, src)
     if src == "bool" and dst in _INT_BITS:
-        return b.zext(x, like(x, DTYPES[dst]))
+        return b.zext(x, like(x, REG_TYPES[dst]))
     if src in _INT_BITS and dst in _INT_BITS:
         ext = b.sext if _INT_BITS[dst] > _INT_BITS[src] else b.trunc
-        return ext(x, like(x, DTYPES[dst]))
+        return ext(x, like(x, REG_TYPES[dst]))
     if src == "bool":
         f = b.uitofp(x, like(x, F32))
     elif src in _INT_BITS:

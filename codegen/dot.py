@@ -26,7 +26,16 @@ from llvmlite import ir
 from codegen import convert
 from codegen import dtypes as dt
 from codegen.dot_kernel import block_loops, fma_scheme, stream_loops
-from codegen.dot_pack import Panels, pack_panel, pack_panel_t, pack_rows, panels_of, source_of, with_loader
+from codegen.dot_pack import (
+    Panels,
+    in_place_or_packed,
+    pack_panel,
+    pack_panel_t,
+    pack_rows,
+    panels_of,
+    source_of,
+    with_loader,
+)
 from codegen.ir import Node
 from codegen.llvm_util import i64, reg_type
 from codegen.tiles import Buf
@@ -39,9 +48,9 @@ STREAM_CHUNK = 8  # k-steps per chunk of a streamed (few-row) dot: 4-64 measured
 NARROW = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
 
 
-def choose_path(fl, in_dtype: dt.DType) -> str:
-    """'amx', 'bf16' (vdpbf16ps), 'fma' or 'portable' for a dot of `in_dtype` operands."""
-    opts = fl.options or {}
+def choose_path(opts: dict, in_dtype: dt.DType) -> str:
+    """'amx', 'bf16' (vdpbf16ps), 'fma' or 'portable' for a dot of `in_dtype` operands under the target
+    options `opts` (codegen_options)."""
     mode = opts.get("dot", "auto")
     if mode == "portable":
         return "portable"
@@ -64,15 +73,15 @@ def _host():
     return host_target()
 
 
-def lower_dot(fl, n: Node, a, bt, acc: Buf | None) -> Buf:
-    path = choose_path(fl, n.srcs[0].dtype)
+def lower_dot(fl, n: Node, a, acc: Buf | None) -> Buf:
+    path = choose_path(fl.options or {}, n.srcs[0].dtype)
     if path == "amx":
         from codegen.dot_amx import lower_dot_amx
-        return lower_dot_amx(fl, n, a, bt, acc)
+        return lower_dot_amx(fl, n, a, acc)
     if path == "bf16":
         from codegen.dot_bf16 import lower_dot_bf16
-        return lower_dot_bf16(fl, n, a, bt, acc)
-    return lower_dot_vector(fl, n, a, bt, acc, fma_lanes(fl, path))
+        return lower_dot_bf16(fl, n, a, acc)
+    return lower_dot_vector(fl, n, acc, fma_lanes(fl, path))
 
 
 def fma_lanes(fl, path: str) -> int:
@@ -103,7 +112,7 @@ def wide_panel(N: int, V: int, most: int) -> int:
     return most
 
 
-def lower_dot_vector(fl, n: Node, a, bt, acc: Buf | None, V: int) -> Buf:
+def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
     """The FMA / integer micro-kernel at V lanes (f32 or i32 compute)."""
     (M, K), N = n.srcs[0].shape, n.result.shape[1]
     out = n.result.dtype
@@ -124,17 +133,12 @@ def lower_dot_vector(fl, n: Node, a, bt, acc: Buf | None, V: int) -> Buf:
         # hardware prefetchers); an edge tile is packed through its masked loads
         base, rs, ok = sa.resolve()
         Ap = fl.alloca((M * K,), out, n.loc).ptr
-        pre = b.block
-        with b.if_then(b.not_(ok), likely=False):
+
+        def pack_a():
             pack_rows(fl, lambda b_, r, c0, w: sa.tile.emit(b_, [r], c0, w), lambda x: x, Ap, acc_t, rows=M,
                       cols=K, dst_rs=K, w=V)
-            packed = b.block
-        a_ptr = b.phi(Ap.type)
-        a_ptr.add_incoming(base, pre)
-        a_ptr.add_incoming(Ap, packed)
-        a_rs = b.phi(rs.type)
-        a_rs.add_incoming(rs, pre)
-        a_rs.add_incoming(i64(K), packed)
+            return Ap, i64(K)
+        a_ptr, a_rs = in_place_or_packed(b, ok, (base, rs), pack_a)
     else:
         a_ptr = fl.alloca((M * K,), out, n.loc).ptr
         rows, cols = (K, M) if sa.transposed else (M, K)
@@ -144,8 +148,8 @@ def lower_dot_vector(fl, n: Node, a, bt, acc: Buf | None, V: int) -> Buf:
     # stays in L1/L2 and the panel's source rows are read once
     Bp = fl.alloca((K * NR,), out, n.loc).ptr
     C = out_buffer(fl, n, acc)
-    loops = dict(M=M, N=N, steps=K, NV=NV, unroll=FMA_UNROLL, a_ptr=a_ptr, a_rs=a_rs, a_ks=a_ks,
-                 c_ptr=C.ptr, init_zero=acc is None)
+    loops = {"M": M, "N": N, "steps": K, "NV": NV, "unroll": FMA_UNROLL, "a_ptr": a_ptr, "a_rs": a_rs,
+             "a_ks": a_ks, "c_ptr": C.ptr, "init_zero": acc is None}
     scheme = fma_scheme(V, acc_t)
     if n.arg == "panels":
         pack_b = _panels_b(fl, panels_of(fl, n.srcs[1]), Bp, out, acc_t, K=K, V=V, NV=NV)
@@ -174,7 +178,6 @@ def lower_dot_vector(fl, n: Node, a, bt, acc: Buf | None, V: int) -> Buf:
     return C
 
 
-
 def _panels_b(fl, pan: Panels, Bp, out: dt.DType, acc_t, *, K: int, V: int, NV: int):
     """The pack_panel callback for a "panels" B operand: float32 panels exactly NR wide, from an
     in-bounds load, are read in place; others are packed (unpacking the k-groups) panel by panel."""
@@ -184,20 +187,13 @@ def _panels_b(fl, pan: Panels, Bp, out: dt.DType, acc_t, *, K: int, V: int, NV: 
 
     def pack(p, ncols):
         pack_panel(fl, pan.load, cvt, Bp, acc_t, p, ncols, K=K, V=V, NV=NV)
-    if pan.G != 1 or pan.W != NR or pan.dtype != out or pan.direct is None:
+    if pan.W != NR or pan.dtype != out or pan.direct is None:  # out is 4 bytes wide: G == 1
         return pack
     base, (ps, qs), ok = pan.resolve()  # here, before the panel loop: it dominates every panel
 
     def in_place(p, ncols):
-        here = b.gep(base, [b.mul(p, ps)], source_etype=acc_t)
-        pre = b.block
-        with b.if_then(b.not_(ok), likely=False):
+        def packed():
             pack(p, ncols)
-            done = b.block
-        ptr, step = b.phi(Bp.type), b.phi(qs.type)
-        ptr.add_incoming(here, pre)
-        ptr.add_incoming(Bp, done)
-        step.add_incoming(qs, pre)
-        step.add_incoming(i64(NR), done)
-        return ptr, step
+            return Bp, i64(NR)
+        return in_place_or_packed(b, ok, (b.gep(base, [b.mul(p, ps)], source_etype=acc_t), qs), packed)
     return in_place

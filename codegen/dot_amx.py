@@ -27,6 +27,7 @@ from codegen import dtypes as dt
 from codegen.dot_pack import (
     Panels,
     Vnni,
+    in_place_or_packed,
     pack_rows,
     pack_vnni,
     pack_vnni_t,
@@ -36,7 +37,7 @@ from codegen.dot_pack import (
     zero_rows,
 )
 from codegen.ir import Node
-from codegen.llvm_util import I8, I16, I32, I64, for_range, i64, intrinsic, reg_type, vec
+from codegen.llvm_util import I8, I16, I32, for_range, i64, intrinsic, reg_type, vec
 from codegen.tiles import Buf
 
 TILE_ROWS, TILE_BYTES = 16, 64
@@ -82,7 +83,7 @@ def bf16_bits(b, x):
                    vec(I16, t.count))
 
 
-def lower_dot_amx(fl, n: Node, a, bt, acc: Buf | None) -> Buf:
+def lower_dot_amx(fl, n: Node, a, acc: Buf | None) -> Buf:
     (M, K), N = n.srcs[0].shape, n.result.shape[1]
     din, out = n.srcs[0].dtype, n.result.dtype
     b = fl.b
@@ -105,7 +106,7 @@ def lower_dot_amx(fl, n: Node, a, bt, acc: Buf | None) -> Buf:
     # ---- B: VNNI groups in blocks of CB columns (a "panels" operand: its own blocks, in place if it can)
     Bp = fl.alloca((Kp * Np,), din if din in (dt.bfloat16, dt.int8) else dt.bfloat16, n.loc).ptr
     if n.arg == "panels":
-        bt_, b_ahead = _panels_b(fl, panels_of(fl, n.srcs[1]), cvt_of, Bp, din, et, G, K=K, N=N, Kp=Kp, KS=KS)
+        bt, b_ahead = _panels_b(fl, panels_of(fl, n.srcs[1]), cvt_of, Bp, din, et, G, K=K, N=N, Kp=Kp, KS=KS)
     else:
         b_ahead = ()
         sb = source_of(fl, n.srcs[1])
@@ -113,7 +114,7 @@ def lower_dot_amx(fl, n: Node, a, bt, acc: Buf | None) -> Buf:
         lay = Vnni(Kp, Np, G, CB)
         pack = pack_vnni_t if sb.transposed else pack_vnni
         with_loader(fl, sb, lambda ld: pack(fl, ld, cvt, Bp, et, lay, K=K, N=N))
-        bt_ = BTiles(Bp, CB, i64(lay.block_base(1)), i64(CB * G), i64(lay.width(lay.blocks - 1) * G))
+        bt = BTiles(Bp, CB, i64(lay.block_base(1)), i64(CB * G), i64(lay.width(lay.blocks - 1) * G))
     # ---- C: in place when whole tiles, else a padded scratch added in afterwards
     whole = M % 16 == 0 and N % 16 == 0
     if whole:
@@ -123,7 +124,7 @@ def lower_dot_amx(fl, n: Node, a, bt, acc: Buf | None) -> Buf:
         C = acc
         c_ptr, c_ld, c_init = fl.alloca((Mp * Np,), out, n.loc).ptr, Np, False
 
-    amx_loops(b, Mp=Mp, Np=Np, Kp=Kp, int8=int8, a_ptr=a_ptr, a_stride=a_stride, bt=bt_, c_ptr=c_ptr,
+    amx_loops(b, Mp=Mp, Np=Np, Kp=Kp, int8=int8, a_ptr=a_ptr, a_stride=a_stride, bt=bt, c_ptr=c_ptr,
               c_ld=c_ld, c_init=c_init, acc_t=acc_t, ahead=a_ahead + b_ahead)
 
     if whole:
@@ -284,16 +285,8 @@ def _a_operand(fl, n, a, sa, cvt, din, *, M, K, Mp, Kp, KS, et):
     base, rs, ok = sa.resolve()
     row_bytes = b.mul(rs, i64(es))
     near = b.and_(ok, b.icmp_unsigned("<=", row_bytes, i64(A_IN_PLACE_STRIDE)))
-    pre = b.block
-    with b.if_then(b.not_(near), likely=False):
-        Ap = _pack_a(fl, n, a, sa, cvt, M=M, K=K, Mp=Mp, Kp=Kp, KS=KS, et=et)
-        packed = b.block
-    ptr = b.phi(Ap.type)
-    ptr.add_incoming(base, pre)
-    ptr.add_incoming(Ap, packed)
-    stride = b.phi(I64)
-    stride.add_incoming(row_bytes, pre)
-    stride.add_incoming(i64(Kp * es), packed)
+    ptr, stride = in_place_or_packed(b, near, (base, row_bytes), lambda: (
+        _pack_a(fl, n, a, sa, cvt, M=M, K=K, Mp=Mp, Kp=Kp, KS=KS, et=et), i64(Kp * es)))
     return ptr, stride, (Ahead(near, b.gep(ptr, [b.mul(stride, i64(M))], source_etype=I8), M * K * es),)
 
 
@@ -307,24 +300,15 @@ def _panels_b(fl, pan: Panels, cvt_of, Bp, din, et, G: int, *, K, N, Kp, KS) -> 
     lay = Vnni(Kp, N, G, W)
     packed = BTiles(Bp, W, i64(lay.block_base(1)), i64(W * G), i64(W * G))
 
-    def pack():
+    def pack():  # the packed (q_elems, base, blk)
         pack_vnni(fl, pan.load, cvt_of(pan.dtype), Bp, et, lay, K=K, N=N)
+        return packed.q_elems, packed.base, packed.blk
     if pan.dtype != din or din not in (dt.bfloat16, dt.int8) or K % KS or pan.direct is None:
         pack()
         return packed, ()
     base, (ps, qs), ok = pan.resolve()
-    pre = b.block
-    with b.if_then(b.not_(ok), likely=False):
-        pack()
-        done = b.block
-
-    def pick(x, y, t):
-        v = b.phi(t)
-        v.add_incoming(x, pre)
-        v.add_incoming(y, done)
-        return v
-    q = pick(qs, packed.q_elems, I64)
-    bt = BTiles(pick(base, Bp, Bp.type), W, pick(ps, packed.blk, I64), q, q)
+    q, ptr, blk = in_place_or_packed(b, ok, (qs, base, ps), pack)
+    bt = BTiles(ptr, W, blk, q, q)
     es = 1 if et == I8 else 2
     nxt = b.gep(bt.base, [b.mul(q, i64(K // G))], source_etype=et)
     return bt, (Ahead(ok, nxt, K * W * es, N // W, b.mul(bt.blk, i64(es))),)

@@ -19,8 +19,6 @@ from codegen.tiles import Buf
 MR, NV, UNROLL = 8, 3, 4
 
 
-
-
 def _dp(b, acc, a_pair, bv):
     """acc + pairwise products: vdpbf16ps with `a_pair` (i32: two bf16) broadcast."""
     t = vec(BFLOAT, 32)
@@ -31,7 +29,7 @@ def _dp(b, acc, a_pair, bv):
 SCHEME = Scheme(V=16, acc_t=F32, a_elem=I32, b_elem=I16, b_vw=32, mac=_dp, b_align=64)
 
 
-def lower_dot_bf16(fl, n: Node, a, bt, acc: Buf | None) -> Buf:
+def lower_dot_bf16(fl, n: Node, a, acc: Buf | None) -> Buf:
     (M, K), N = n.srcs[0].shape, n.result.shape[1]
     b = fl.b
     NR = NV * 16

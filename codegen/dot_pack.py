@@ -24,8 +24,21 @@ from codegen.tiles import Buf, Lazy
 Loader = Callable  # load(b, r, c0, w) -> <w x T>: elements c0 .. c0+w-1 of stored row r (i64 values)
 
 
+class _Direct:
+    """An operand with optional direct addressing: `direct` () -> (base pointer, strides, in-bounds (i1) or
+    None = always), or None."""
+    direct: Callable | None
+    _resolved: tuple | None
+
+    def resolve(self) -> tuple | None:
+        """`direct()`, emitted once (at the first call's position, which must dominate later uses)."""
+        if self.direct is not None and self._resolved is None:
+            self._resolved = self.direct()
+        return self._resolved
+
+
 @dataclass
-class Source:
+class Source(_Direct):
     tile: Buf | Lazy          # the stored tile (the operand, or the tile it is the transpose of)
     dtype: DType
     rows: int
@@ -34,12 +47,6 @@ class Source:
     direct: Callable | None   # () -> (base pointer, row stride (i64), in-bounds (i1) or None = always)
     from_array: bool = False  # `direct` reads an array argument (not a local buffer)
     _resolved: tuple | None = None
-
-    def resolve(self) -> tuple | None:
-        """`direct()`, emitted once (at the first call's position, which must dominate later uses)."""
-        if self.direct is not None and self._resolved is None:
-            self._resolved = self.direct()
-        return self._resolved
 
 
 def _producers(fl) -> dict:
@@ -103,7 +110,7 @@ def source_of(fl, v: Value) -> Source:
 
 
 @dataclass
-class Panels:
+class Panels(_Direct):
     """A B operand given as column panels of k-groups (tl.dot(..., b_layout="panels")): the 3-D tile
     t[p, q, G*c + g] = B[G*q + g, p*W + c]; `load` reads it as the plain K x N operand (in chunks that
     do not cross a panel: W is a multiple of 16, chunks start at multiples of their width), `direct`
@@ -114,11 +121,6 @@ class Panels:
     W: int
     direct: Callable | None
     _resolved: tuple | None = None
-
-    def resolve(self) -> tuple | None:
-        if self.direct is not None and self._resolved is None:
-            self._resolved = self.direct()
-        return self._resolved
 
     def load(self, b, k, c0, w: int) -> ir.Value:
         G, W = self.G, self.W
@@ -171,6 +173,24 @@ def with_loader(fl, src: Source, body: Callable[[Loader], None]) -> None:
             body(fast)
         with otherwise:
             body(generic)
+
+
+def in_place_or_packed(b: ir.IRBuilder, ok: ir.Value, in_place: tuple[ir.Value, ...],
+                       pack: Callable[[], tuple[ir.Value, ...]]) -> list[ir.Value]:
+    """An operand read in place where `ok` holds, else packed: `pack()` is emitted in a branch taken when
+    `ok` fails and returns the packed counterparts of the `in_place` values (which, computed before this
+    call, dominate the branch). One phi per pair, in order."""
+    pre = b.block
+    with b.if_then(b.not_(ok), likely=False):
+        packed = pack()
+        done = b.block
+    phis = []
+    for x, y in zip(in_place, packed, strict=True):
+        v = b.phi(x.type)
+        v.add_incoming(x, pre)
+        v.add_incoming(y, done)
+        phis.append(v)
+    return phis
 
 
 # ---- vector helpers ------------------------------------------------------------------------------
@@ -396,4 +416,4 @@ def zero_rows(fl, dst, dst_t, *, start: int, stop: int, row_len: int, w: int) ->
 
 
 __all__ = ["Source", "source_of", "Panels", "panels_of", "with_loader", "pack_rows", "pack_panel", "pack_panel_t", "pack_vnni",
-           "pack_vnni_t", "Vnni", "zero_rows", "pad", "interleave", "transpose"]
+           "pack_vnni_t", "in_place_or_packed", "Vnni", "zero_rows", "pad", "interleave", "transpose"]

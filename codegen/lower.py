@@ -23,7 +23,7 @@ from codegen.llvm_util import (F32, I32, I64, PTR, alloca, const_bits, nbytes, f
                                masked_load, masked_scatter, masked_store, mem_type, reg_type, splat, vec,
                                from_mem, to_mem)
 from codegen.scalar_ops import arith, clamp_lanes, combiner, gather_lanes, hreduce, identity, split_nan
-from codegen.tiles import Buf, Lazy
+from codegen.tiles import Buf, Lazy, interleave_tiles
 
 STACK_LIMIT = 2 << 20  # bytes of tile buffers per function (worker threads have >= 8 MiB stacks)
 ROW_GROUP = 4  # rows a row reduction (last axis) reduces together, interleaved
@@ -69,42 +69,6 @@ def free_values(block: Block) -> list[Value]:
                 free.setdefault(v, None)
     visit(block, set())
     return list(free)
-
-
-def interleave_tiles(x, y) -> Lazy:
-    """The Lazy of `interleave(x, y)` (Buf/Lazy tiles of one shape): its last dim doubled, alternating."""
-    def emit(b, idx, col, w):
-        # Lanes col + j of the result are (x, y)[(col + j) % 2][(col + j) // 2]: `first`, the source of
-        # lane 0, read at col // 2 for ceil(w/2) lanes, and `second`, the other one, read at (col + 1) // 2
-        # for floor(w/2) lanes, then one shufflevector alternates their lanes.
-        nf, ns = (w + 1) // 2, w // 2
-        if isinstance(col, ir.Constant):
-            h, c = i64(col.constant >> 1), i64((col.constant + 1) >> 1)
-            first, second = (x, y) if col.constant % 2 == 0 else (y, x)
-            return _alternate(b, first.emit(b, idx, h, nf), second.emit(b, idx, c, ns) if ns else None)
-        # a runtime column: choose by its parity (LLVM folds the selects where it knows col is even,
-        # as in each_vector's loops); every read stays inside the sources whatever the parity
-        h, c = b.lshr(col, i64(1)), b.lshr(b.add(col, i64(1)), i64(1))
-        odd = b.trunc(col, ir.IntType(1))
-        if w % 2 == 0:  # then h == c for an even col: the two reads are x at c and y at h either way
-            xs, ys = x.emit(b, idx, c, ns), y.emit(b, idx, h, ns)
-            return _alternate(b, b.select(odd, ys, xs), b.select(odd, xs, ys))
-        f = b.select(odd, y.emit(b, idx, h, nf), x.emit(b, idx, h, nf))
-        s = b.select(odd, x.emit(b, idx, c, ns), y.emit(b, idx, c, ns)) if ns else None
-        return _alternate(b, f, s)
-    shape = (*x.shape[:-1], 2 * x.shape[-1])
-    return Lazy(emit, shape, x.dtype, all(isinstance(t, Buf) or t.cheap for t in (x, y)))
-
-
-def _alternate(b: ir.IRBuilder, f: ir.Value, s: ir.Value | None) -> ir.Value:
-    """f[0], s[0], f[1], s[1], ...: the lanes of f (n of them) and s (n or n - 1; None when n is 1)."""
-    if s is None:
-        return f
-    n, m = f.type.count, s.type.count
-    if m < n:  # widen s to n lanes (its last is never read); LLVM merges this into the shuffle below
-        s = b.shuffle_vector(s, s, ir.Constant(vec(I32, n), [min(j, m - 1) for j in range(n)]))
-    lanes = [j // 2 + (n if j % 2 else 0) for j in range(n + m)]
-    return b.shuffle_vector(f, s, ir.Constant(vec(I32, n + m), lanes))
 
 
 def _dot(b: ir.IRBuilder, terms) -> ir.Value:
@@ -388,7 +352,7 @@ class FunctionLowering:
         """The op on register values (scalars or vectors of any width)."""
         op, src_d, out_d = n.op, n.srcs[0].dtype, n.result.dtype
         if op == Op.CAST:
-            return convert.cast(b, xs[0], src_d.name, out_d.name, saturate=bool(n.arg), fast=n.arg == "fast",
+            return convert.cast(b, xs[0], src_d.name, out_d.name, saturate=n.arg is True, fast=n.arg == "fast",
                                 avx512bf16=bool(self.options.get("avx512bf16")))
         if op == Op.WHERE:
             return b.select(xs[0], xs[1], xs[2])
@@ -549,8 +513,9 @@ class FunctionLowering:
             return ok
 
         first = [[load(idx, j) for j in range(k)] for idx in rows]
-        accs = self._acc_slots(first[0][0].type, len(rows) * k)
-        oks = self._acc_slots(vec(ir.IntType(1), vl), len(rows)) if split else None
+        acc_t, ok_t = first[0][0].type, vec(ir.IntType(1), vl)
+        accs = self._acc_slots(acc_t, len(rows) * k)
+        oks = self._acc_slots(ok_t, len(rows)) if split else None
         for r, xs in enumerate(first):
             for j, x in enumerate(xs):
                 b.store(x, accs[r * k + j])
@@ -562,16 +527,16 @@ class FunctionLowering:
                 for r, idx in enumerate(rows):
                     xs = [load(idx, j, col) for j in range(k)]
                     for j, x in enumerate(xs):
-                        b.store(step(b, b.load(accs[r * k + j]), x), accs[r * k + j])
+                        b.store(step(b, b.load(accs[r * k + j], typ=acc_t), x), accs[r * k + j])
                     if split:
-                        b.store(ok_of(xs, b.load(oks[r])), oks[r])
+                        b.store(ok_of(xs, b.load(oks[r], typ=ok_t)), oks[r])
         totals = []
         for r, idx in enumerate(rows):
             xs = [load(idx, j) for j in range(steps * k, full)]  # left over from the groups of k
-            vs = [b.load(accs[r * k + j]) for j in range(k)]
+            vs = [b.load(accs[r * k + j], typ=acc_t) for j in range(k)]
             for j, x in enumerate(xs):
                 vs[j % k] = step(b, vs[j % k], x)
-            totals.append(self._finish_row(vs, step, ok_of(xs, b.load(oks[r])) if split else None))
+            totals.append(self._finish_row(vs, step, ok_of(xs, b.load(oks[r], typ=ok_t)) if split else None))
         return totals
 
     def _finish_row(self, accs: list, step, ok) -> ir.Value:
@@ -590,7 +555,7 @@ class FunctionLowering:
     def _acc_slots(self, typ, count: int) -> list:
         """`count` stack slots of register type `typ` in the entry block (promoted to registers)."""
         with self.b.goto_block(self.entry):
-            return [self.b.alloca(typ) for _ in range(count)]
+            return [alloca(self.b, typ) for _ in range(count)]
 
     def _outer_loops(self, shape, body, idx=()):
         if not shape:
@@ -600,14 +565,14 @@ class FunctionLowering:
             self._outer_loops(shape[1:], body, idx + (i,))
 
     def op_dot(self, n: Node) -> None:
-        a, bb = self.tile(n.srcs[0]), self.tile(n.srcs[1])
+        a = self.tile(n.srcs[0])
         acc = None
         if len(n.srcs) == 3:
             acc_v = n.srcs[2]
             acc = self.tile(acc_v)
             if not (isinstance(acc, Buf) and self.uses[acc_v] == 1):
                 acc = self.materialize(acc, into=self.alloca(n.result.shape, n.result.dtype, n.loc))
-        self.env[n.result] = lower_dot(self, n, a, bb, acc)
+        self.env[n.result] = lower_dot(self, n, a, acc)
 
     # ---- control flow -------------------------------------------------------------------------
     def op_for(self, n: Node) -> None:

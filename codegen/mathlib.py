@@ -16,10 +16,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from codegen.llvm_util import const_like, fmuladd, intrinsic, like, suffix
-
-F32 = ir.FloatType()
-I32 = ir.IntType(32)
+from codegen.llvm_util import F32, I32, const_like, fmuladd, intrinsic, like, suffix
 
 _MAGIC_ROUND = 12582912.0  # 1.5 * 2^23: adding it rounds |v| < 2^22 to an integer (ties to even)
 _LOG2E = 1.4426950408889634
@@ -79,18 +76,22 @@ def _round(b: ir.IRBuilder, v: ir.Value) -> tuple[ir.Value, ir.Value]:
     return b.fsub(t, magic), t
 
 
+def _pow2_half(b: ir.IRBuilder, t: ir.Value) -> ir.Value:
+    """2^(n-1) for the integer n = t - 1.5*2^23 (from `_round`), built in the exponent field: the bits of
+    1.5*2^23 shifted left by 23 vanish, so t's bits << 23 are n << 23, added to the bits of 0.5 = 2^-1.
+    n = -126 gives the field 0, i.e. 0.0; n = 128 gives 2^127."""
+    shifted = b.shl(b.bitcast(t, like(t, I32)), const_like(t, I32, 23))
+    return b.bitcast(b.add(shifted, const_like(t, I32, 0x3F000000)), t.type)
+
+
 def _scale(b: ir.IRBuilder, p2: ir.Value, t: ir.Value) -> ir.Value:
     """(p2 / 2) * 2^n for the integer n = t - 1.5*2^23 in [-225, 128] (from `_round`), p2 / 2 in
-    [1/2, 2): p2 times 2^(n-1), built in the exponent field (the bits of 1.5*2^23 shifted left by 23
-    vanish, so t's bits << 23 are n << 23). One multiply rounds, so overflow gives inf; below 2^-100
+    [1/2, 2): p2 times 2^(n-1) (`_pow2_half`). One multiply rounds, so overflow gives inf; below 2^-100
     n is raised by 100 (2^(n-1) stays normal) and a last multiply by 2^-100 rounds once into the
     subnormals or to zero. NaN in p2 stays NaN."""
     tiny = b.fcmp_ordered("<", t, const_like(t, F32, _MAGIC_ROUND - _TINY_SHIFT))
     t = b.select(tiny, b.fadd(t, const_like(t, F32, float(_TINY_SHIFT))), t)  # exact: integers near 2^23
-    i32 = like(t, I32)
-    half = const_like(t, I32, 0x3F000000)  # the bits of 0.5 = 2^-1
-    s = b.bitcast(b.add(b.shl(b.bitcast(t, i32), const_like(t, I32, 23)), half), t.type)
-    y = b.fmul(p2, s)
+    y = b.fmul(p2, _pow2_half(b, t))
     return b.select(tiny, b.fmul(y, const_like(t, F32, 2.0 ** -_TINY_SHIFT)), y)
 
 
@@ -119,6 +120,7 @@ def exp2(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
 # degree 5, relative error 9.2e-8 (float32); degree 3, 1.0e-4 (before a rounding to bfloat16). Highest first.
 _EXP2_FAST_P = {"float32": (1.326472731e-3, 9.671512991e-3, 5.550733581e-2, 2.402224243e-1, 6.931470037e-1),
                 "bfloat16": (5.500892922e-2, 2.422109693e-1, 6.932829022e-1)}
+_EXP2_FAST_P2 = {k: tuple(2 * c for c in p) for k, p in _EXP2_FAST_P.items()}  # doubled, as _EXP2_P2
 
 
 # The same on 0 <= r < 1 (the AVX-512 path's reduction, r = x - floor(x)): relative error 8.7e-8 (degree 5)
@@ -144,10 +146,11 @@ def _avx512_call(b: ir.IRBuilder, name: str, args: list, passthru: ir.Value, mas
 
 
 def _exp2_fast_avx512(b: ir.IRBuilder, x: ir.Value, precision: str) -> ir.Value:
-    """exp2_fast in 6 vector operations: r = x - floor(x) (vreduceps), p = 2^r by the polynomial, then
-    p * 2^floor(x) (vscalefps), zero-masked where x < -126 so that no result is subnormal (vscalefps
-    takes a microcode assist on those, ten times the cost). Specials fall out: vreduceps gives 0 for
-    +-inf (2^-inf masked to 0, 2^inf = 1 * 2^inf = inf) and NaN for NaN (the mask keeps unordered lanes)."""
+    """exp2_fast in 6 ("bfloat16") or 8 ("float32") vector operations: r = x - floor(x) (vreduceps),
+    p = 2^r by the polynomial, then p * 2^floor(x) (vscalefps), zero-masked where x < -126 so that no
+    result is subnormal (vscalefps takes a microcode assist on those, ten times the cost). Specials fall
+    out: vreduceps gives 0 for +-inf (2^-inf masked to 0, 2^inf = 1 * 2^inf = inf) and NaN for NaN (the
+    mask keeps unordered lanes)."""
     red, scalef, rounding = _AVX512_MATH[x.type.count]
     ones = ir.Constant(like(x, ir.IntType(1)), [1] * x.type.count)
     zero = ir.Constant(x.type, None)
@@ -158,11 +161,11 @@ def _exp2_fast_avx512(b: ir.IRBuilder, x: ir.Value, precision: str) -> ir.Value:
 
 
 def exp2_fast(b: ir.IRBuilder, x: ir.Value, precision: str = "float32", avx512: bool = False) -> ir.Value:
-    """2^x for softmax-like uses, cheaper than `exp2` (10-12 vector operations against 17; 6 with
-    `avx512`, the target having AVX-512 F and DQ, on vectors of 4, 8 or 16 lanes): relative error 9.2e-8
-    plus rounding (about 1.5 ulp) for "float32", 1.0e-4 for "bfloat16"; results below 2^-125.5 (2^-126
-    with `avx512`) are flushed to zero, so none is subnormal and 2^-inf = 0 exactly; 2^0 = 1 exactly,
-    integers are exact, 2^x >= 2^128 is inf, NaN stays NaN.
+    """2^x for softmax-like uses, cheaper than `exp2` (11 vector operations for "bfloat16", 13 for "float32",
+    against 17; 6 and 8 with `avx512`, the target having AVX-512 F and DQ, on vectors of 4, 8 or 16 lanes):
+    relative error 9.2e-8 plus rounding (about 1.5 ulp) for "float32", 1.0e-4 for "bfloat16"; results
+    below 2^-125.5 (2^-126 with `avx512`) are flushed to zero, so none is subnormal and 2^-inf = 0 exactly;
+    2^0 = 1 exactly, integers are exact, 2^x >= 2^128 is inf, NaN stays NaN.
     No subnormal path and no NaN patch: the clamp passes NaN on and the last multiply keeps it."""
     _check_f32(x)
     if avx512 and isinstance(x.type, ir.VectorType) and x.type.count in _AVX512_MATH:
@@ -170,12 +173,9 @@ def exp2_fast(b: ir.IRBuilder, x: ir.Value, precision: str = "float32", avx512: 
     xc = _clamp(b, x, -126.0, _EXP2_HI)
     n_f, t = _round(b, xc)
     r = b.fsub(xc, n_f)  # exact
-    p2 = fmuladd(b, _poly(b, r, tuple(2 * c for c in _EXP2_FAST_P[precision])), r, const_like(x, F32, 2.0))
-    # times 2^(n-1), built in the exponent field (as in _scale): n = -126 gives field 0, i.e. 0.0 (the
-    # flush), n = 128 gives 2^127 and the multiply overflows to inf
-    i32 = like(x, I32)
-    s = b.bitcast(b.add(b.shl(b.bitcast(t, i32), const_like(x, I32, 23)), const_like(x, I32, 0x3F000000)), x.type)
-    return b.fmul(p2, s)
+    p2 = fmuladd(b, _poly(b, r, _EXP2_FAST_P2[precision]), r, const_like(x, F32, 2.0))
+    # times 2^(n-1): n = -126 gives 0.0 (the flush), n = 128 gives 2^127 and the multiply overflows to inf
+    return b.fmul(p2, _pow2_half(b, t))
 
 
 def _frexp(b: ir.IRBuilder, x: ir.Value) -> tuple[ir.Value, ir.Value]:

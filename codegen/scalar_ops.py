@@ -7,7 +7,7 @@ from llvmlite import ir
 from codegen import mathlib
 from codegen.dtypes import DType
 from codegen.ir import COMPARE, CompileError, Op
-from codegen.llvm_util import I32, suffix, const_bits, i64, intrinsic, vec
+from codegen.llvm_util import I32, const_bits, i64, intrinsic, suffix, vec
 
 
 def clamp_lanes(b, x, w: int):
@@ -139,10 +139,10 @@ def hreduce(b, v, combine):
     """Tree reduction of a vector to a scalar. A float max / min (`combiner`) tests the vector for NaN
     once and reduces with plain vmaxps / vminps: NaN if any lane is NaN (the quiet NaN, as np.max)."""
     w = v.type.count
-    pred = getattr(combine, "nan_pred", None)
-    if pred is not None and w > 1:
+    split = split_nan(combine)
+    if split is not None and w > 1:
         nan = b.icmp_unsigned("!=", b.bitcast(b.fcmp_unordered("uno", v, v), ir.IntType(w)), ir.Constant(ir.IntType(w), 0))
-        r = hreduce(b, v, lambda b, x, y: b.select(b.fcmp_ordered(pred, x, y), x, y))
+        r = hreduce(b, v, split[0])
         return b.select(nan, ir.Constant(r.type, float("nan")), r)
     while w > 1:
         half = (w + 1) // 2

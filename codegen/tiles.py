@@ -12,7 +12,7 @@ from typing import Callable
 from llvmlite import ir
 
 from codegen.dtypes import DType
-from codegen.llvm_util import from_mem, i64, mem_type, nbytes, to_mem, vec
+from codegen.llvm_util import I32, from_mem, i64, mem_type, nbytes, to_mem, vec
 
 
 @dataclass
@@ -56,3 +56,39 @@ class Lazy:
 
 
 Tile = Buf | Lazy
+
+
+def interleave_tiles(x, y) -> Lazy:
+    """The Lazy of `interleave(x, y)` (Buf/Lazy tiles of one shape): its last dim doubled, alternating."""
+    def emit(b, idx, col, w):
+        # Lanes col + j of the result are (x, y)[(col + j) % 2][(col + j) // 2]: `first`, the source of
+        # lane 0, read at col // 2 for ceil(w/2) lanes, and `second`, the other one, read at (col + 1) // 2
+        # for floor(w/2) lanes, then one shufflevector alternates their lanes.
+        nf, ns = (w + 1) // 2, w // 2
+        if isinstance(col, ir.Constant):
+            h, c = i64(col.constant >> 1), i64((col.constant + 1) >> 1)
+            first, second = (x, y) if col.constant % 2 == 0 else (y, x)
+            return _alternate(b, first.emit(b, idx, h, nf), second.emit(b, idx, c, ns) if ns else None)
+        # a runtime column: choose by its parity (LLVM folds the selects where it knows col is even,
+        # as in each_vector's loops); every read stays inside the sources whatever the parity
+        h, c = b.lshr(col, i64(1)), b.lshr(b.add(col, i64(1)), i64(1))
+        odd = b.trunc(col, ir.IntType(1))
+        if w % 2 == 0:  # then h == c for an even col: the two reads are x at c and y at h either way
+            xs, ys = x.emit(b, idx, c, ns), y.emit(b, idx, h, ns)
+            return _alternate(b, b.select(odd, ys, xs), b.select(odd, xs, ys))
+        f = b.select(odd, y.emit(b, idx, h, nf), x.emit(b, idx, h, nf))
+        s = b.select(odd, x.emit(b, idx, c, ns), y.emit(b, idx, c, ns)) if ns else None
+        return _alternate(b, f, s)
+    shape = (*x.shape[:-1], 2 * x.shape[-1])
+    return Lazy(emit, shape, x.dtype, all(isinstance(t, Buf) or t.cheap for t in (x, y)))
+
+
+def _alternate(b: ir.IRBuilder, f: ir.Value, s: ir.Value | None) -> ir.Value:
+    """f[0], s[0], f[1], s[1], ...: the lanes of f (n of them) and s (n or n - 1; None when n is 1)."""
+    if s is None:
+        return f
+    n, m = f.type.count, s.type.count
+    if m < n:  # widen s to n lanes (its last is never read); LLVM merges this into the shuffle below
+        s = b.shuffle_vector(s, s, ir.Constant(vec(I32, n), [min(j, m - 1) for j in range(n)]))
+    lanes = [j // 2 + (n if j % 2 else 0) for j in range(n + m)]
+    return b.shuffle_vector(f, s, ir.Constant(vec(I32, n + m), lanes))

@@ -94,9 +94,10 @@ def exp2(x, precision=None):
     """2^x elementwise (float32). `precision=None`: within 1 ulp, subnormal results and specials exact.
     For softmax-like uses (x <= 0, tiny results irrelevant), a cheaper approximation: "float32" (about 1.5
     ulp) or "bfloat16" (relative error 1e-4, ahead of a rounding to bfloat16); both flush results below
-    2^-126 (2^-125.5 on targets without AVX-512) to zero, never give a subnormal (2^-inf = 0 exactly), are
-    exact on integers (1 at 0), inf from 128 and keep NaN. The interpreter computes
-    exp2 exactly whatever `precision` says."""
+    2^-126 (for vectors of 4, 8 or 16 lanes on targets with AVX512-BF16 and 64-byte vectors; below
+    2^-125.5 elsewhere: other targets, scalars, other widths such as a row's ragged tail) to zero, never give
+    a subnormal (2^-inf = 0 exactly), are exact on integers (1 at 0), inf from 128 and keep NaN. The
+    interpreter computes exp2 exactly whatever `precision` says."""
     return sem.unary(Op.EXP2, x, precision)
 
 

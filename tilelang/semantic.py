@@ -378,12 +378,18 @@ def dot(a, b, acc=None, b_layout=None) -> Tile:
             pass
         else:
             a, b = cast(a, dt.float32), cast(b, dt.float32)
+    return _dot_node(a, b, acc, b.shape[1])
+
+
+def _dot_node(a: Tile, b: Tile, acc, n: int, arg=None) -> Tile:
+    """The DOT node of `a` (M x K) and `b` into M x n (int32 for int operands, else float32), `acc` cast to
+    that dtype and broadcast to M x n."""
     out = dt.int32 if a.dtype.is_int else dt.float32
     srcs = [a.value, b.value]
-    rtype = Type(out, (a.shape[0], b.shape[1]))
+    rtype = Type(out, (a.shape[0], n))
     if acc is not None:
         srcs.append(broadcast_to(cast(acc, out), rtype.shape).value)
-    return Tile(builder().value(Op.DOT, rtype, tuple(srcs)))
+    return Tile(builder().value(Op.DOT, rtype, tuple(srcs), arg=arg))
 
 
 def _dot_panels(a, b, acc, layout) -> Tile:
@@ -402,12 +408,7 @@ def _dot_panels(a, b, acc, layout) -> Tile:
                            f"(last dim a multiple of {16 * G} for {b.dtype.name})")
     if a.shape[1] != G * Kq:
         raise CompileError(f"tl.dot: a has K = {a.shape[1]} but the panels of b hold K = {G} * {Kq} = {G * Kq}")
-    out = dt.int32 if a.dtype.is_int else dt.float32
-    rtype = Type(out, (a.shape[0], P * (GW // G)))
-    srcs = [a.value, b.value]
-    if acc is not None:
-        srcs.append(broadcast_to(cast(acc, out), rtype.shape).value)
-    return Tile(builder().value(Op.DOT, rtype, tuple(srcs), arg="panels"))
+    return _dot_node(a, b, acc, P * (GW // G), arg="panels")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -286,18 +286,16 @@ def test_auto_picks_the_best_path():
     from codegen import dtypes as dt
     from codegen.dot import choose_path
 
-    class FL:
-        options = {"dot": "auto", "amx": True, "avx512bf16": True, "vector_bytes": 64, "amx_int8": True,
-                   "cpu_amx": True}
-    assert [choose_path(FL, d) for d in (dt.float32, dt.float16, dt.bfloat16, dt.float8_e4m3fn, dt.int8)] == \
+    opts = {"dot": "auto", "amx": True, "avx512bf16": True, "vector_bytes": 64, "amx_int8": True, "cpu_amx": True}
+    assert [choose_path(opts, d) for d in (dt.float32, dt.float16, dt.bfloat16, dt.float8_e4m3fn, dt.int8)] == \
         ["fma", "fma", "amx", "amx", "amx"]
-    FL.options = {**FL.options, "amx": False}
-    assert [choose_path(FL, d) for d in (dt.float32, dt.bfloat16, dt.int8)] == ["fma", "fma", "fma"]
-    FL.options = {**FL.options, "cpu_amx": False}
-    assert [choose_path(FL, d) for d in (dt.float32, dt.bfloat16, dt.int8)] == ["fma", "bf16", "fma"]
-    FL.options = {**FL.options, "avx512bf16": False}
-    assert choose_path(FL, dt.bfloat16) == "fma"
-    FL.options = {**FL.options, "dot": "portable", "amx": True}
-    assert choose_path(FL, dt.bfloat16) == "portable"
-    FL.options = {**FL.options, "dot": "amx", "amx": False, "avx512bf16": True}  # no AMX to force: falls back
-    assert choose_path(FL, dt.bfloat16) == "bf16"
+    opts = {**opts, "amx": False}
+    assert [choose_path(opts, d) for d in (dt.float32, dt.bfloat16, dt.int8)] == ["fma", "fma", "fma"]
+    opts = {**opts, "cpu_amx": False}
+    assert [choose_path(opts, d) for d in (dt.float32, dt.bfloat16, dt.int8)] == ["fma", "bf16", "fma"]
+    opts = {**opts, "avx512bf16": False}
+    assert choose_path(opts, dt.bfloat16) == "fma"
+    opts = {**opts, "dot": "portable", "amx": True}
+    assert choose_path(opts, dt.bfloat16) == "portable"
+    opts = {**opts, "dot": "amx", "amx": False, "avx512bf16": True}  # no AMX to force: falls back
+    assert choose_path(opts, dt.bfloat16) == "bf16"

@@ -15,9 +15,8 @@ import tilelang as tl
 from codegen.analysis import analyze
 from codegen.engine import optimize
 from codegen.llvm_util import I64, PTR
-from codegen.lower import interleave_tiles
 from codegen.target import host_target
-from codegen.tiles import Buf
+from codegen.tiles import Buf, interleave_tiles
 from codegen.verify import verify
 from tests.codegen.llvm_harness import target_machine
 from tests.lang.test_primitives import both
