@@ -1,8 +1,8 @@
 """`tilebench tune OPS`: tune the ops' declared spaces on this host into the tuning database.
 
 An op plugs in with a function that returns its `Case`s (a kernel, the arguments the op launches it
-with, the fixed constexprs, the space, the default config) and the module holding its `_TUNED` cache:
-the op then finds the records through `autotune.lookup` on the same kernel, argument shapes and
+with, the fixed constexprs, the space, the default config): after tuning, the ops' cache of configs
+(`ops._tuned`) is cleared, and the op then finds the records through `autotune.lookup` on the same kernel, argument shapes and
 constexprs. Attention, for one, takes its launches from `ops.attention.launches`:
 
     for args, fixed in launches(q, k, v, causal=causal):
@@ -14,7 +14,6 @@ the host exposes RAPL counters.
 """
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,7 +77,7 @@ def fp8_cases(n_quant: int = 4096, n_mm: Sequence[int] = (1024, 2048), n_block: 
     n_quant x n_quant array) and of scaled_matmul (tensor scales at each n of n_mm; DeepSeek 1x128 /
     128x128 block scales at n_block), recorded from the ops themselves."""
     import ops
-    from ops.fp8_common import recording
+    from ops._tuned import recording
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n_quant, n_quant)).astype(np.float32)
     recipes = [{"scaling": "tensor"}, {"scaling": "row"}, {"scaling": "row", "axis": 0},
@@ -124,23 +123,19 @@ def _attention() -> list[Case]:
     return cases
 
 
-TUNERS: dict[str, tuple[Callable[[], list[Case]], str]] = {
-    "matmul": (_matmul, "ops.matmul"),
-    "fp8": (fp8_cases, "ops.fp8_common"),
-    "attention": (_attention, "ops.attention"),
-}
+TUNERS: dict[str, Callable[[], list[Case]]] = {"matmul": _matmul, "fp8": fp8_cases, "attention": _attention}
 
 
 def tune_ops(names, threads: int, console) -> None:
     """Tune each op's cases on `threads` threads (the run's: a config is tuned where it is measured)."""
     from benchmarks.peers import threads as thread_scope
+    from ops import _tuned
     for name in names:
         if name not in TUNERS:
             console.print(f"[yellow]{name}: no tuning space declared; measured with its defaults[/]")
             continue
-        cases, cache = TUNERS[name]
         with thread_scope(threads):
-            for case in cases():
+            for case in TUNERS[name]():
                 console.print(f"tuning {case.what} (objective perf_per_watt)")
                 case.tune()
-        importlib.import_module(cache)._TUNED.clear()
+    _tuned._TUNED.clear()  # the ops read their configs again, now from the new records

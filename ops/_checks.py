@@ -39,3 +39,26 @@ def check_out(out, shape: tuple, dtype: np.dtype, name: str = "out") -> np.ndarr
 
 def overlaps(a: np.ndarray, b: np.ndarray) -> bool:
     return a.size > 0 and b.size > 0 and np.shares_memory(a, b)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    """x itself when its last axis has unit stride, else a C-contiguous copy: kernels honour any strides,
+    but a non-unit last stride loads by gathers, slower than one streaming copy."""
+    if x.ndim == 0 or x.shape[-1] <= 1 or x.strides[-1] == x.itemsize:
+        return x
+    return np.ascontiguousarray(x)
+
+
+def reshaped_view(x: np.ndarray, shape: tuple) -> np.ndarray | None:
+    """x reshaped without copying, or None when its strides do not allow it."""
+    try:
+        return np.reshape(x, shape, copy=False)
+    except ValueError:
+        return None
+    except TypeError:  # NumPy < 2.1: no copy= argument
+        v = x.view()
+        try:
+            v.shape = shape
+        except AttributeError:
+            return None
+        return v

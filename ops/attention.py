@@ -57,8 +57,7 @@ import csrc
 import tilelang as tl
 from codegen import dtypes as dt
 from ops import _tuned
-from ops._checks import as_array, dtype_of
-from ops._tuned import _TUNED  # noqa: F401  (the cache `tilebench tune attention` clears)
+from ops._checks import as_array, dtype_of, unit
 
 INPUTS = (dt.float32, dt.bfloat16, dt.float16)
 MASKS = (dt.float32, dt.bfloat16, dt.float16)
@@ -223,13 +222,6 @@ def ref_attention(q, k, v, *, causal=False, scale=None, mask=None, enable_gqa=Fa
 # the op
 
 
-def _unit_last(x: np.ndarray) -> np.ndarray:
-    """x itself when its last dim is contiguous (or a single element), else a C-contiguous copy."""
-    if x.ndim and x.shape[-1] > 1 and x.strides[-1] != x.itemsize:
-        return np.ascontiguousarray(x)
-    return x
-
-
 def _views(x: np.ndarray, outer: tuple, tail: tuple):
     """x broadcast to outer + tail (zero strides, no copy) and, when its outer dims merge without a copy,
     reshaped to (prod(outer),) + tail; else None (the caller loops over the outer dims)."""
@@ -340,7 +332,7 @@ def _plan(q, k, v, causal, scale, mask, enable_gqa) -> _Plan:
     if not math.isfinite(scale):
         raise ValueError(f"attention: scale must be finite, got {scale}")
     # A last dim that is not contiguous is copied (O(S * D), the user's own size): contiguous loads are faster.
-    q, k, v = (_unit_last(x) for x in (q, k, v))
+    q, k, v = (unit(x) for x in (q, k, v))
 
     # ---- batch and heads
     if enable_gqa:

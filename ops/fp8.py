@@ -22,8 +22,8 @@ import math
 import numpy as np
 
 from ops import fp8_kernels as K
-from ops._checks import check_out, overlaps
-from ops.fp8_common import F32, FORMATS, Format, float_input, fp8_format, pow2ceil, reshaped_view, view
+from ops._checks import check_out, overlaps, reshaped_view
+from ops.fp8_common import F32, FORMATS, Format, float_input, fp8_format, pow2ceil, view
 from ops.fp8_matmul import scaled_matmul
 from ops.fp8_quant import dequantize_fp8, quantize_fp8
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import ml_dtypes
 import numpy as np
 
+from autotune.space import bucket
 from codegen import dtypes as dt
-from ops._checks import as_array, dtype_of
-from ops._tuned import _TUNED, Launch, recording, tuned_config  # noqa: F401  (the FP8 ops' tuned configs)
+from ops._checks import as_array, dtype_of, reshaped_view, unit
 
 FLOAT_INPUTS = (dt.float32, dt.float16, dt.bfloat16)
 FP8_INPUTS = (dt.float8_e4m3fn, dt.float8_e5m2)
@@ -73,30 +73,8 @@ def fp8_input(x, name: str) -> tuple[np.ndarray, Format]:
 
 
 def pow2ceil(n: int, lo: int = 16, hi: int = 1 << 14) -> int:
-    return max(lo, min(hi, 1 << max(0, int(n) - 1).bit_length()))
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    """x itself when its last axis has unit stride, else a C-contiguous copy: kernels honour any strides,
-    but a non-unit last stride loads by gathers, slower than one streaming copy for these memory-bound ops."""
-    if x.ndim == 0 or x.shape[-1] <= 1 or x.strides[-1] == x.itemsize:
-        return x
-    return np.ascontiguousarray(x)
-
-
-def reshaped_view(x: np.ndarray, shape: tuple) -> np.ndarray | None:
-    """x reshaped without copying, or None when its strides do not allow it."""
-    try:
-        return np.reshape(x, shape, copy=False)
-    except ValueError:
-        return None
-    except TypeError:  # NumPy < 2.1: no copy= argument
-        v = x.view()
-        try:
-            v.shape = shape
-        except AttributeError:
-            return None
-        return v
+    """n's shape bucket (the power of two at or above it), clamped to [lo, hi]."""
+    return max(lo, min(hi, bucket(max(1, int(n)))))
 
 
 def view(x: np.ndarray, shape: tuple) -> np.ndarray:

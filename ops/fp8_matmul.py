@@ -9,10 +9,10 @@ import numpy as np
 from autotune import Config
 from autotune.space import grid
 from codegen import dtypes as dt
-from ops import fp8_common as C
+from ops import _tuned
 from ops import fp8_kernels as K
-from ops._checks import as_array, dtype_of
-from ops.fp8_common import F32, FLOAT_INPUTS, FP8_INPUTS, fp8_input, pow2ceil, unit
+from ops._checks import as_array, dtype_of, unit
+from ops.fp8_common import F32, FLOAT_INPUTS, FP8_INPUTS, fp8_input, pow2ceil
 
 SPACE = {"BM": [16, 32, 64, 128, 256, 512], "BN": [64, 128, 256, 512], "BK": [128, 256, 512]}
 MM_TILE, MM_BK = 512, 256  # as ops.matmul bfloat16 (measured best at n = 2048 on AMX); smaller operands get smaller tiles
@@ -56,8 +56,8 @@ def tuned_config(args: tuple, fixed: dict) -> dict:
     """The tuned tiles of `K.scaled_mm(*args, **fixed)` for this call's shape bucket, else the defaults."""
     (M, Ka), N = args[0].shape, args[5].shape[1]
     am, bmode, block = fixed["AM"], fixed["BMODE"], fixed["BLK"]
-    return C.tuned_config(K.scaled_mm, lambda: space_for(am, bmode, block), args, fixed,
-                          default_config(M, N, Ka, am, bmode, block))
+    return _tuned.tuned_config(K.scaled_mm, lambda: space_for(am, bmode, block), args, fixed,
+                               lambda: default_config(M, N, Ka, am, bmode, block))
 
 
 def _scale_array(s, name: str) -> np.ndarray:

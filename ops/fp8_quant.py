@@ -11,7 +11,7 @@ import numpy as np
 from autotune import Config
 from autotune.space import grid
 from codegen import dtypes as dt
-from ops import fp8_common as C
+from ops import _tuned
 from ops import fp8_kernels as K
 from ops._checks import as_array
 from ops.fp8_common import E8M0, F32, FLOAT_INPUTS, Format, axis_arg, float_input, fp8_format, fp8_input, pow2ceil, view
@@ -32,6 +32,7 @@ SPACES = {
     "blocks_nx1": (K.quant_blocks, {"BC": [16, 32, 64, 128, 256]}),    # RB x 1 blocks
 }
 TILE_LIMIT = 16384
+TENSOR_AMAX_B, TENSOR_CAST_B = 4096, 16384  # the untuned tiles of a tensor quantize's amax and scaled cast
 _TILE = {"rows": lambda c, f: c["BR"] * c["BK"], "mid": lambda c, f: c["BR"] * c["BQ"],
          "blocks_1xn": lambda c, f: c["BR"] * f["CB"], "blocks_nx1": lambda c, f: f["RB"] * c["BC"]}
 
@@ -46,7 +47,7 @@ def space(name: str, fixed: dict) -> list[Config]:
 
 def tuned_config(name: str, args: tuple, fixed: dict, default: dict) -> dict:
     """The tuned config of launch `name` (a key of SPACES) on these arguments, else `default`."""
-    return C.tuned_config(SPACES[name][0], lambda: space(name, fixed), args, fixed, default)
+    return _tuned.tuned_config(SPACES[name][0], lambda: space(name, fixed), args, fixed, default)
 
 
 def _launch(name: str, args: tuple, fixed: dict, default: dict) -> None:
@@ -187,13 +188,13 @@ def _quant_tensor(x, q, scale, fmt: Format, sat: bool) -> None:
     x1 = view(x, (-1,)) if x.ndim else x.reshape(1)
     part = np.empty(max(1, -(-x1.size // K.AMAX_CHUNK)), F32)
     if x1.size:
-        _launch("tensor_amax", (x1, part), {}, {"B": 4096})
+        _launch("tensor_amax", (x1, part), {}, {"B": TENSOR_AMAX_B})
     else:
         part[0] = 0.0
     sc = np.empty(1, F32)
     K.tensor_scale(part, sc, scale.reshape(-1), fmt.max)
     if x1.size:
-        _launch("tensor_cast", (x1, q.reshape(-1), sc), {"SAT": sat}, {"B": 16384})
+        _launch("tensor_cast", (x1, q.reshape(-1), sc), {"SAT": sat}, {"B": TENSOR_CAST_B})
 
 
 def _quant_rows(x, q, scale, fmt: Format, ax: int, sat: bool) -> None:

@@ -14,10 +14,12 @@ import numpy as np
 
 import csrc
 import tilelang as tl
+from autotune.space import bucket
 from codegen import dtypes as dt
+from codegen.dot import choose_path
 from ops import _tuned
-from ops._checks import as_array, check_out, dtype_of, overlaps
-from ops._tuned import _TUNED  # noqa: F401  (the cache `tilebench tune matmul` clears)
+from ops._checks import as_array, check_out, dtype_of, overlaps, reshaped_view
+from tilelang.compile import codegen_options, current_target
 
 INPUTS = (dt.float32, dt.bfloat16, dt.float16)
 DEFAULTS = {  # tile sizes per input dtype until the tuner has something better (measured at n = 2048)
@@ -110,15 +112,8 @@ SCRATCH_CACHE_BYTES = 64 << 20  # packed operands up to this size keep their buf
 
 def packed_path(dtype: str, M: int, N: int, K: int) -> bool:
     """Whether a product takes the pre-packed path: bfloat16 on AMX, large enough in every dim."""
-    return dtype == "bfloat16" and min(M, N, K) >= PACKED_MIN and _dot_path(dt.bfloat16) == "amx"
-
-
-def _dot_path(dtype) -> str:
-    from types import SimpleNamespace
-
-    from codegen.dot import choose_path
-    from tilelang.compile import codegen_options, current_target
-    return choose_path(SimpleNamespace(options=codegen_options(current_target())), dtype)
+    return (dtype == "bfloat16" and min(M, N, K) >= PACKED_MIN
+            and choose_path(codegen_options(current_target()), dt.bfloat16) == "amx")
 
 
 def _scratch(name: str, shape: tuple, dtype) -> np.ndarray:
@@ -164,7 +159,7 @@ def tuned_config(dtype: str, a3, b3, c3) -> dict:
     fills it), else the defaults (`ops._tuned`: read once per bucket)."""
     (_, M, K), N = a3.shape, b3.shape[2]
     return _tuned.tuned_config(matmul_kernel, SPACE, (a3, b3, c3), {},
-                               default_config(dtype, M, N, K, csrc.num_threads()))
+                               lambda: default_config(dtype, M, N, K, csrc.num_threads()))
 
 
 def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1) -> dict:
@@ -174,9 +169,9 @@ def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1) -> dict
     longest row runs (measured at M = 1, K = N = 4096: 256-column blocks 0.65x NumPy, whole rows 1.0x)."""
     cfg = dict(DEFAULTS[dtype])
     if M < cfg["BM"]:
-        cfg["BM"] = 1 << max(0, (M - 1).bit_length())
-    if dtype == "float32" and M <= STREAM_ROWS:
-        cfg["BN"] = max(cfg["BN"], min(STREAM_BN, 1 << (-(-N // max(1, threads)) - 1).bit_length()))
+        cfg["BM"] = bucket(M)
+    if dtype == "float32" and M <= STREAM_ROWS:  # (from N's bucket: ops._tuned caches defaults per bucket)
+        cfg["BN"] = max(cfg["BN"], min(STREAM_BN, bucket(-(-bucket(N) // max(1, threads)))))
     return cfg
 
 
@@ -189,11 +184,9 @@ def ref_matmul(a: np.ndarray, b: np.ndarray, out_dtype=None) -> np.ndarray:
 def _batched(x: np.ndarray, batch: tuple, tail: tuple) -> np.ndarray:
     """x broadcast to batch + tail as a 3-D (Z, rows, cols) view, without copying when possible."""
     v = np.broadcast_to(x, batch + tail)
-    z = int(np.prod(batch)) if batch else 1
-    try:
-        return np.reshape(v, (z,) + tail, copy=False)
-    except ValueError:  # batch dims that cannot merge without a copy (rare: broadcast inner batch dims)
-        return np.ascontiguousarray(v).reshape((z,) + tail)
+    shape = ((int(np.prod(batch)) if batch else 1),) + tail
+    r = reshaped_view(v, shape)  # None: batch dims that cannot merge without a copy (broadcast inner ones)
+    return r if r is not None else np.ascontiguousarray(v).reshape(shape)
 
 
 def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.ndarray:
@@ -230,6 +223,10 @@ def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.
     direct = out.flags.c_contiguous  # else the result goes through a contiguous temporary
     target = out.reshape(batch + (M, N)) if direct else np.empty(batch + (M, N), odt)
     a3, b3, c3 = _batched(a2, batch, (M, K)), _batched(b2, batch, (K, N)), target.reshape((-1, M, N))
+    if a3.shape[0] > 1 and b3.strides[0] == 0:  # one b for every batch: one product of a's stacked rows
+        rows = reshaped_view(a3, (1, a3.shape[0] * M, K))
+        if rows is not None:
+            a3, b3, c3, M = rows, b3[:1], c3.reshape((1, -1, N)), rows.shape[1]
     if packed_path(da.name, M, N, K) and (config is None or "ORDER" not in config):
         matmul_packed(a3, b3, c3, config)
     else:

@@ -16,15 +16,20 @@ from tilelang.errors import KernelError
 
 A = importlib.import_module("ops.attention")  # the module (ops.attention is the function)
 CONFIGS = grid(A.SPACE)
-# (dtype, causal, GQA, mask) cycled over the configs: each config runs once, every variant several times
+FITS = [c for c in CONFIGS if c["BM"] * c["BN"] <= A.MAX_BLOCK]  # the others are refused (tile buffer budget)
+REFUSED = [c for c in CONFIGS if c not in FITS]
+# (dtype, causal, GQA, mask): case j runs FITS[j % len(FITS)] on VARIANTS[(5 * j) % len(VARIANTS)], as many
+# cases as the larger of the two lists: every accepted config and every variant runs at least once (5 is prime
+# to the 16 variants), and the stride mixes the dtypes over the BMs (test_cases_cover_the_space checks both)
 VARIANTS = list(itertools.product([np.float32, BF16], [False, True], [False, True], [None, "bool"]))
+CASES = [(FITS[j % len(FITS)], VARIANTS[(5 * j) % len(VARIANTS)]) for j in range(max(len(FITS), len(VARIANTS)))]
 
 
 @pytest.fixture(autouse=True)
 def fresh_tuned():
-    A._TUNED.clear()
+    _tuned._TUNED.clear()
     yield
-    A._TUNED.clear()
+    _tuned._TUNED.clear()
 
 
 class Spy:
@@ -52,10 +57,28 @@ def test_space_is_declared():
         assert Config(**{k: v for k, v in A.DEFAULTS[dtype].items()}) in CONFIGS
 
 
-@pytest.mark.parametrize("i", range(len(CONFIGS)), ids=[f"{c['BM']}x{c['BN']}" for c in CONFIGS])
+def test_cases_cover_the_space():
+    assert len(FITS) >= 8 and all(c in CONFIGS for c, _ in CASES)
+    assert {str(c) for c, _ in CASES} == {str(c) for c in FITS}
+    assert {str(v) for _, v in CASES} == {str(v) for v in VARIANTS}
+    for bm in A.SPACE["BM"]:  # each BM that fits meets both dtypes
+        if any(c["BM"] == bm for c in FITS):
+            assert {v[0] for c, v in CASES if c["BM"] == bm} == {np.float32, BF16}, bm
+
+
+@pytest.mark.parametrize("c", REFUSED, ids=[f"{c['BM']}x{c['BN']}" for c in REFUSED])
+def test_configs_over_the_budget_are_refused(c):
+    rng = np.random.default_rng(0)
+    q = rand(rng, (1, 2, 70, 40))
+    with pytest.raises(KernelError, match="on-chip buffers"):
+        A.attention(q, q, q, config=c.kwargs)
+
+
+@pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{c['BM']}x{c['BN']}-v{(5 * i) % len(VARIANTS)}"
+                                                       for i, (c, _) in enumerate(CASES)])
 def test_every_config_in_the_space_is_right(i):
-    cfg = CONFIGS[i].kwargs
-    dtype, causal, gqa, mask = VARIANTS[i % len(VARIANTS)]
+    cfg = CASES[i][0].kwargs
+    dtype, causal, gqa, mask = CASES[i][1]
     rng = np.random.default_rng(i)
     hq, hkv = (4, 2) if gqa else (2, 2)
     sq, sk, d, dv = 70 + 37 * (i % 3), 150 + 91 * (i % 4), 40, 24
@@ -64,10 +87,6 @@ def test_every_config_in_the_space_is_right(i):
     if mask:
         m = rng.random((sq, sk)) < 0.8
         m[3] = False  # a fully masked row
-    if cfg["BM"] * cfg["BN"] > A.MAX_BLOCK:  # over the tile buffer budget: refused with a clear message
-        with pytest.raises(KernelError, match="on-chip buffers"):
-            A.attention(q, k, v, causal=causal, mask=m, enable_gqa=gqa, config=cfg)
-        return
     out, lse = A.attention(q, k, v, causal=causal, mask=m, enable_gqa=gqa, return_lse=True, config=cfg)
     check(out, q, k, v, lse=lse, causal=causal, mask=m, enable_gqa=gqa)
 
@@ -87,7 +106,7 @@ def test_a_stored_config_is_what_the_op_runs(spy, tmp_path, monkeypatch):
     res = autotune.tune(spy.kernel, args, [stored], kwargs=fixed, verbose=False,
                         executor="serial", options=autotune.Options(warmup=0, repeats=1, rounds=1, min_time=0.0))
     assert res.best == stored
-    A._TUNED.clear()
+    _tuned._TUNED.clear()
     out = A.attention(q, k, v, causal=True)
     assert spy.calls[-1] == stored.kwargs
     check(out, q, k, v, causal=True)
@@ -103,7 +122,7 @@ def test_a_stored_config_is_what_the_op_runs(spy, tmp_path, monkeypatch):
     A.attention(q, k, v)
     assert spy.calls[-1] != stored.kwargs
     # the lookup is the database's: another (empty) database gives the defaults again
-    A._TUNED.clear()
+    _tuned._TUNED.clear()
     empty = TuningDatabase(tmp_path / "empty")
     monkeypatch.setattr(_tuned, "lookup", lambda *a, **kw: autotune.lookup(*a, database=empty, **kw))
     A.attention(q, k, v, causal=True)

@@ -7,7 +7,7 @@ import autotune
 import tilelang as tl
 from autotune import Config
 from benchmarks.tuning import fp8_cases
-from ops import _tuned, fp8, fp8_common, fp8_matmul, fp8_quant
+from ops import _tuned, fp8, fp8_matmul, fp8_quant
 from ops.fp8_ref import ref_quantize_fp8
 from tests.ops.test_fp8_matmul import check, operands
 from tests.ops.test_fp8_quantize import assert_bits
@@ -20,9 +20,9 @@ LAUNCHES = {"tensor_amax": {"scaling": "tensor"}, "tensor_cast": {"scaling": "te
 
 @pytest.fixture(autouse=True)
 def fresh_tuned():
-    fp8_common._TUNED.clear()
+    _tuned._TUNED.clear()
     yield
-    fp8_common._TUNED.clear()
+    _tuned._TUNED.clear()
 
 
 def ragged(shape, seed=0):
@@ -91,10 +91,10 @@ def test_default_tiles_with_block_scales_fit_on_chip():
 
 def test_untuned_calls_run_the_defaults(tmp_path):
     a, b, sa, sb = operands(37, 300, 45, "tensor")
-    fp8_common._TUNED.clear()
+    _tuned._TUNED.clear()
     with tl.config.scope(cache_dir=str(tmp_path)):
         fp8.scaled_matmul(a, b, sa, sb)
-    assert list(fp8_common._TUNED.values()) == [fp8_matmul.default_config(37, 45, 300, 0, 0, 128)]
+    assert list(_tuned._TUNED.values()) == [fp8_matmul.default_config(37, 45, 300, 0, 0, 128)]
 
 
 def test_stored_configs_are_picked_up(tmp_path):
@@ -107,11 +107,11 @@ def test_stored_configs_are_picked_up(tmp_path):
             res = autotune.tune(case.kernel, case.args, [pick], kwargs=case.fixed, executor="serial", verbose=False)
             assert res.best == pick and res.source == "tuned", res.summary()
             want.append(pick.kwargs)
-        fp8_common._TUNED.clear()
+        _tuned._TUNED.clear()
         again = fp8_cases(n_quant=300, n_mm=(100,), n_block=256)  # the same op calls
-        n = len(fp8_common._TUNED)
-        got = [fp8_common.tuned_config(c.kernel, c.space, c.args, c.fixed, c.default) for c in again]
-        assert len(fp8_common._TUNED) == n  # the ops looked these very buckets up themselves
+        n = len(_tuned._TUNED)
+        got = [_tuned.tuned_config(c.kernel, c.space, c.args, c.fixed, c.default) for c in again]
+        assert len(_tuned._TUNED) == n  # the ops looked these very buckets up themselves
     assert got == want
 
 
