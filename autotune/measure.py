@@ -130,12 +130,16 @@ def bench(fn: Callable[[], object], *, warmup: int = 1, repeats: int = 5, min_ti
     return Timing(statistics.median(samples), tuple(samples), joules)
 
 
-def interleaved(fns: Mapping, *, rounds: int = 3, repeats: int = 3, **kw) -> dict:
-    """Timing of each function over alternating rounds (median of the rounds' medians)."""
+def interleaved(fns: Mapping, *, rounds: int = 3, repeats: int = 3, warmup: int = 0, pause: float = 0.0,
+                **kw) -> dict:
+    """Timing of each function over alternating rounds (median of the rounds' medians); each turn after
+    `pause` seconds of sleep and `warmup` untimed calls."""
     runs: dict = {k: [] for k in fns}
     for _ in range(rounds):
         for k, f in fns.items():
-            runs[k].append(bench(f, warmup=0, repeats=repeats, **kw))
+            if pause:
+                time.sleep(pause)
+            runs[k].append(bench(f, warmup=warmup, repeats=repeats, **kw))
     out = {}
     for k, ts in runs.items():
         joules = [t.joules for t in ts if t.joules is not None]

@@ -57,7 +57,8 @@ def case(B: int, H: int, S: int, D: int, dtype: str, causal: bool, peak: float, 
     used = config or tuned or default_config(dtype, S, S, D, D, causal, B * H, csrc.num_threads())
     row = {"shape": (B, H, S, D), "dtype": dtype, "causal": causal, "ms": t["ours"] * 1e3, "gflops": gf,
            "pct": 100 * gf / peak if peak else None, "err": err, "ok": err <= TOL[dtype],
-           "config": used, "config_source": "given" if config else "tuned" if tuned else "default"}
+           "config": used, "config_source": "given" if config else "tuned" if tuned else "default",
+           "call": fns["ours"]}  # ours on these inputs once more (tilebench's metered rerun; `run` drops it)
     if "torch" in t:
         row["torch_gflops"] = fl / t["torch"] / 1e9
         row["ratio"] = t["torch"] / t["ours"]
@@ -73,6 +74,7 @@ def run(nthreads: int, dtypes=DTYPES, shapes=SHAPES, config=None, rounds: int = 
             for shape in shapes:
                 for causal in (False, True):
                     row = case(*shape, dtype, causal, peaks[dtype][1], config=config, rounds=rounds)
+                    del row["call"]  # (it would keep every case's inputs alive)
                     row["peak_name"], row["peak"] = peaks[dtype]
                     row["threads"] = nthreads
                     rows.append(row)

@@ -93,6 +93,7 @@ def _add_row(n: int, threads: int, limit, rng):
 
 
 def _softmax_row(r: int, c: int, threads: int, limit, rng):
+    from autotune.estimate import counts as kernel_counts
     from benchmarks.report import Row
     from benchmarks.suites import finish
     N = _softmax_tile(c)
@@ -105,8 +106,9 @@ def _softmax_row(r: int, c: int, threads: int, limit, rng):
     nbytes = 2.0 * x.nbytes
     row = Row("softmax", f"{r}x{c}", "float32", threads, t["ours"], gbps=nbytes / t["ours"] / 1e9,
               config={"BR": 8, "N": N}, correct=ok)
-    return finish(row, lambda: k.softmax(x, y, N=N), {("vector", "float32"): 15.0 * x.size}, limit=limit,
-                  nbytes=nbytes, peer_seconds={"numpy": t["numpy"]})
+    flops = kernel_counts(k.softmax, x, y, N=N).flops  # the analyzer's count, as priced rows take it
+    return finish(row, lambda: k.softmax(x, y, N=N), flops, limit=limit, nbytes=nbytes,
+                  peer_seconds={"numpy": t["numpy"]})
 
 
 def rows(plan) -> list:

@@ -227,28 +227,21 @@ def rows(plan) -> list:
 
 
 def _layout():
-    """How this tree's ops.fp8 launches a tensor quantize and a scaled matmul: {amax_chunk, amax, cast (default
-    kwargs), quant_spaces, mm_default, mm_space}. (ops.fp8_quant / ops.fp8_matmul with tuning spaces, or the
-    single-module ops.fp8 they were split from.)"""
+    """How ops.fp8 launches a tensor quantize and a scaled matmul (ops.fp8_quant, ops.fp8_matmul):
+    {amax_chunk, amax, cast (default kwargs), quant_spaces, mm_default, mm_space}."""
     from ops import fp8_kernels as K
-    try:
-        from ops import fp8_matmul as M
-        from ops import fp8_quant as Q
-    except ImportError:
-        from ops import fp8 as F
-        return {"amax_chunk": F._PART_B * F._PART_U, "amax": {"B": F._PART_B, "U": F._PART_U}, "cast": {},
-                "quant_spaces": {}, "mm_default": F._mm_config, "mm_space": None}
-    spaces = getattr(Q, "SPACES", {})
-    return {"amax_chunk": K.AMAX_CHUNK, "amax": {"B": 4096}, "cast": {"B": 16384},
-            "quant_spaces": {k: spaces[k][1] for k in ("tensor_amax", "tensor_cast") if k in spaces},
-            "mm_default": M.default_config, "mm_space": getattr(M, "SPACE", None)}
+    from ops import fp8_matmul as M
+    from ops import fp8_quant as Q
+    return {"amax_chunk": K.AMAX_CHUNK, "amax": {"B": Q.TENSOR_AMAX_B}, "cast": {"B": Q.TENSOR_CAST_B},
+            "quant_spaces": {k: Q.SPACES[k][1] for k in ("tensor_amax", "tensor_cast")},
+            "mm_default": M.default_config, "mm_space": M.SPACE}
 
 
 def priced(acc, plan) -> list:
     """The same cases priced on a modeled accelerator: the kernels ops.fp8 launches for them (the cast; the
     amax partials, the scale and the scaled cast of a tensor quantize; the scaled matmul), traced and
     analysed on arrays that are never touched. With plan.tune each launch takes the model's best config of
-    its tuning space (when ops.fp8 declares one)."""
+    its tuning space."""
     from benchmarks.suites import SUITES, _np_dtype, best_priced, priced_row
     from ops import fp8_kernels as K
     lay = _layout()
@@ -268,12 +261,10 @@ def priced(acc, plan) -> list:
                 amax, cast = dict(lay["amax"]), dict(lay["cast"])
                 if plan.tune:
                     sp = lay["quant_spaces"]
-                    if "tensor_amax" in sp:
-                        amax = best_priced(K.amax_partial, (x, part), amax, sp["tensor_amax"], acc, plan.threads)[0] or amax
-                    if "tensor_cast" in sp:
-                        best = best_priced(K.scale_cast, (x, y, sc), {**cast, "SAT": True}, sp["tensor_cast"],
-                                           acc, plan.threads)[0]
-                        cast = {k: v for k, v in best.items() if k != "SAT"} or cast
+                    amax = best_priced(K.amax_partial, (x, part), amax, sp["tensor_amax"], acc, plan.threads)[0] or amax
+                    best = best_priced(K.scale_cast, (x, y, sc), {**cast, "SAT": True}, sp["tensor_cast"],
+                                       acc, plan.threads)[0]
+                    cast = {k: v for k, v in best.items() if k != "SAT"} or cast
                 parts = [(K.amax_partial, (x, part), amax),
                          (K.tensor_scale, (part, sc, scale, 448.0), {}),
                          (K.scale_cast, (x, y, sc), {**cast, "SAT": True})]
@@ -291,7 +282,7 @@ def priced(acc, plan) -> list:
                          "SRES": False, "SAT": False}
                 cfg = lay["mm_default"](m, nn, kk, 0, 0, 128)
                 flop = 2.0 * m * nn * kk
-                if plan.tune and lay["mm_space"]:
+                if plan.tune:
                     best = best_priced(K.scaled_mm, args, {**fixed, **cfg}, lay["mm_space"], acc, plan.threads, flop)[0]
                     cfg = {k: v for k, v in best.items() if k not in fixed} or cfg
                 out.append(priced_row(acc, "scaled_matmul", f"{m}x{nn}x{kk}", fmt,

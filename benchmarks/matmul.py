@@ -3,12 +3,13 @@
     python -m benchmarks.matmul [--quick] [--threads N ...]
 
 Every ratio is taken in this run; the peaks come from JIT probes run just before (autotune.probes).
+Products on the pre-packed path (`ops.matmul.packed_path`: bfloat16 on AMX, every dim >= PACKED_MIN) are
+also timed against the per-program-packing kernel on the same inputs (the "per-program packing" entry).
 """
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import importlib
 
 import numpy as np
 
@@ -18,11 +19,12 @@ from autotune import measure, probes
 from benchmarks.peers import threads, to_torch, torch_module
 from benchmarks.report import Row, show
 from codegen import dtypes as dt
-from ops.matmul import tuned_config
 
+mm = importlib.import_module("ops.matmul")  # the module (the package attribute `ops.matmul` is the function)
 SETTLE_S = 0.15  # pause before each contender's turn (see `settled`)
 SQUARE = (512, 1024, 2048, 4096)
 DECODE = ((1, 4096, 4096), (16, 4096, 4096), (64, 4096, 4096))
+PER_PROGRAM = "per-program packing"  # the extra entry of a pre-packed row: matmul_kernel, DEFAULTS, same inputs
 
 
 def settled(fns: dict, *, rounds: int = 3, min_time: float = 0.02) -> dict:
@@ -30,14 +32,10 @@ def settled(fns: dict, *, rounds: int = 3, min_time: float = 0.02) -> dict:
     SETTLE_S and one untimed call. The peers' worker threads (OpenBLAS, OpenMP) busy-wait after a call,
     and whatever runs in that window shares its cores with them (measured at 2 threads, n = 1024: ours
     right after NumPy at half speed, 0.03 s later still, 0.1 s later at full speed)."""
-    runs: dict = {k: [] for k in fns}
     for f in fns.values():
         f()
-    for _ in range(rounds):
-        for k, f in fns.items():
-            time.sleep(SETTLE_S)
-            runs[k].append(measure.bench(f, warmup=1, repeats=3, min_time=min_time).seconds)
-    return {k: statistics.median(v) for k, v in runs.items()}
+    timings = measure.interleaved(fns, rounds=rounds, repeats=3, warmup=1, pause=SETTLE_S, min_time=min_time)
+    return {k: t.seconds for k, t in timings.items()}
 
 
 def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict) -> Row:
@@ -46,7 +44,12 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict) -> Row:
     b = rng.standard_normal((k, n), np.float32).astype(dtype)
     c = np.empty((m, n), dtype)
     flops = 2.0 * m * n * k
+    name = dt.from_numpy(dtype).name
+    packed = mm.packed_path(name, m, n, k)
     fns = {"ours": lambda: ops.matmul(a, b, out=c)}
+    if packed:  # what the pre-packed path gains over the per-program packing of matmul_kernel, same inputs
+        c_pp, cfg_pp = np.empty_like(c), dict(mm.DEFAULTS[name])
+        fns[PER_PROGRAM] = lambda: ops.matmul(a, b, out=c_pp, config=cfg_pp)
     torch = torch_module()
     if dtype == np.float32:
         fns["numpy"] = lambda: np.matmul(a, b)
@@ -55,7 +58,8 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict) -> Row:
         fns["torch"] = lambda: torch.matmul(ta, tb)
     with threads(nthreads):
         ops.matmul(a, b, out=c)
-        used = tuned_config(dt.from_numpy(dtype).name, a[None], b[None], c[None])  # what that call ran
+        # what that call ran: the pre-packed kernels (untuned), else matmul_kernel with the tuned config
+        used = dict(mm.PACKED_DEFAULT, path="packed") if packed else mm.tuned_config(name, a[None], b[None], c[None])
         ref = a.astype(np.float32) @ b.astype(np.float32)
         got = c.astype(np.float32)
         ok = bool(np.allclose(got, ref, rtol=1e-2 if dtype != np.float32 else 1e-4, atol=1e-3 * np.sqrt(k)))
@@ -63,7 +67,7 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict) -> Row:
     gf = flops / t["ours"] / 1e9
     peak_name = "FMA" if dtype == np.float32 else "AMX bf16"
     peak = peaks[(peak_name, nthreads)]
-    return Row("matmul", f"{m}x{n}x{k}", dt.from_numpy(dtype).name, nthreads, t["ours"], gflops=gf,
+    return Row("matmul", f"{m}x{n}x{k}", name, nthreads, t["ours"], gflops=gf,
                peak=f"{peak_name} peak {peak:,.0f}", pct_of_peak=100 * gf / peak if peak else None,
                peers={p: {"gflops": flops / t[p] / 1e9, "ratio": t[p] / t["ours"]} for p in fns if p != "ours"},
                config=used, correct=ok)

@@ -13,7 +13,6 @@ matmul MxNxK; attention BxHxSxD; fp8 RxC (cast_fp8, quantize_fp8) and MxNxK (sca
 from __future__ import annotations
 
 import importlib
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -262,7 +261,6 @@ def _check_head_dim(shapes) -> None:
 
 
 def _attention_measure(plan: Plan) -> list:
-    import ops
     from benchmarks import attention as ab
     from benchmarks.peers import threads
     shapes = SUITES["attention"].cases(plan)
@@ -280,10 +278,7 @@ def _attention_measure(plan: Plan) -> list:
                     fl = ab.flops(B, H, S, S, D, causal)
                     peer_s = {"torch": fl / r["torch_gflops"] / 1e9} if "torch_gflops" in r else {}
                     engine = "vector" if name == "float32" else "matrix"
-                    rng = np.random.default_rng(B * 1000 + H * 100 + S + D)  # case()'s inputs, for a metered rerun
-                    q, k, v = (rng.standard_normal((B, H, S, D), np.float32).astype(_np_dtype(name)) for _ in range(3))
-                    rerun = lambda q=q, k=k, v=v, c=causal: ops.attention(q, k, v, causal=c)
-                    rows.append(finish(row, rerun, {(engine, name): fl}, limit=(pname, peak),
+                    rows.append(finish(row, r["call"], {(engine, name): fl}, limit=(pname, peak),  # metered rerun
                                        nbytes=4.0 * B * H * S * D * np.dtype(_np_dtype(name)).itemsize,
                                        peer_seconds=peer_s))
     return rows
@@ -295,18 +290,15 @@ def _attention_price(acc: Accelerator, plan: Plan) -> list:
     shapes = SUITES["attention"].cases(plan)
     _check_head_dim(shapes)
     rows = []
-    dummy = np.zeros((1, 1, 1, 1), np.bool_)
     for name in SUITES["attention"].chosen_dtypes(plan):
         dtype = _np_dtype(name)
         for B, H, S, D in shapes:
             q = np.empty((B, H, S, D), dtype)
-            lse = np.empty((B, H, S), np.float32)
             for causal in (False, True):
                 cfg = oa.default_config(name, S, S, D, D, causal, B * H, plan.threads or acc.cores)
-                fixed = {"D": max(16, -(-D // 16) * 16), "DV": max(16, -(-D // 16) * 16), "CAUSAL": causal, "MASK": 0}
-                args = (q, q, q, q, lse, dummy, 1, 1.0 / math.sqrt(D) * math.log2(math.e))
+                args, fixed = oa.launches(q, q, q, causal=causal)[0]  # what ops.attention launches (one launch)
                 fl = ab.flops(B, H, S, S, D, causal)
-                if plan.tune and getattr(oa, "SPACE", None):
+                if plan.tune:
                     cfg = best_priced(oa.attention_kernel, args, {**cfg, **fixed}, oa.SPACE, acc, plan.threads, fl)[0] or cfg
                     cfg = {k: v for k, v in cfg.items() if k not in fixed}
                 rows.append(priced_row(acc, "attention" + (" causal" if causal else ""), f"{B}x{H}x{S}x{D}", name,

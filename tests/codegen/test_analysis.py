@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import tilelang as tl
-from codegen.analysis import MICRO, TRANSCENDENTAL_FLOPS, analyze, analyze_detailed
+from benchmarks.kernels import add as vadd
 from benchmarks.kernels import matmul
+from codegen.analysis import MICRO, TRANSCENDENTAL_FLOPS, analyze, analyze_detailed
 
 
 def kernel_of(fn, *args, **consts):
@@ -18,12 +19,6 @@ def kernel_of(fn, *args, **consts):
 
 def counts_of(fn, *args, **consts):
     return analyze(*kernel_of(fn, *args, **consts))
-
-
-@tl.jit
-def vadd(x, y, out, B: tl.constexpr = 1024):
-    for i in tl.grid(tl.cdiv(x.shape[0], B)):
-        out[i * B:(i + 1) * B] = x[i * B:(i + 1) * B] + y[i * B:(i + 1) * B]
 
 
 @tl.jit
