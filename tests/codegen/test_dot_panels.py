@@ -308,17 +308,19 @@ def test_pack_kernels_layout():
     a = rng.standard_normal((Z, M, K), np.float32).astype(BF16)
     b = rng.standard_normal((Z, K, N), np.float32).astype(BF16)
     MB, KB = -(-M // BM), -(-K // BK)
-    ap = np.full((Z, MB, KB, BM, BK), np.nan, BF16)
-    mm_op.pack_a_kernel(a, ap, BM=BM, BK=BK)
     pad = np.zeros((Z, MB * BM, KB * BK), BF16)
     pad[:, :M, :K] = a
-    np.testing.assert_array_equal(ap, pad.reshape(Z, MB, BM, KB, BK).transpose(0, 1, 3, 2, 4))
+    for RB in (8, 1, 48):
+        ap = np.full((Z, MB, KB, BM, BK), np.nan, BF16)
+        mm_op.pack_a_kernel(a, ap, BM=BM, BK=BK, RB=RB)
+        np.testing.assert_array_equal(ap, pad.reshape(Z, MB, BM, KB, BK).transpose(0, 1, 3, 2, 4))
     P, KQ = -(-N // W) + 1, KB * BK // 2  # one panel past N: all zeros
-    bp = np.full((Z, P, KQ, 2 * W), np.nan, BF16)
-    mm_op.pack_b_kernel(b, bp, W=W, QB=64)
     padded = np.zeros((Z, 2 * KQ, P * W), BF16)
     padded[:, :K, :N] = b
-    np.testing.assert_array_equal(bp, np.stack([pack_panels(padded[z], W) for z in range(Z)]))
+    for QB, PB in ((64, 1), (16, 8), (48, 2)):  # blocks that divide the panels and k pairs, and that do not
+        bp = np.full((Z, P, KQ, 2 * W), np.nan, BF16)
+        mm_op.pack_b_kernel(b, bp, W=W, QB=QB, PB=PB)
+        np.testing.assert_array_equal(bp, np.stack([pack_panels(padded[z], W) for z in range(Z)]))
 
 
 @pytest.mark.skipif(not HAS_AMX, reason=test_dot.NO_AMX)
