@@ -2,6 +2,7 @@
 
     fma_peak(threads=1)        GFLOP/s of independent vector FMAs on register-resident accumulators
     amx_bf16_peak(threads=1)   GFLOP/s of `tdpbf16ps` on register-resident AMX tiles, None without AMX
+    amx_bf16_loop(threads=1)   GFLOP/s of the matmul kernel's 2 x 2 AMX tile loop fed from the caches
     copy_bandwidth(threads)    GB/s (read + write bytes) of a large copy (arrays >> the caches)
     l2_bandwidth(threads=1)    GB/s of reads over a 512 KiB buffer (L2-resident)
     l1_bandwidth(threads=1)    GB/s of reads over a 16 KiB buffer (L1-resident)
@@ -234,41 +235,53 @@ def _amx_body() -> int:
     Tile config (64 bytes): palette 1 at byte 0, bytes per row (uint16) at 16 + 2t, rows at 48 + t;
     every tile 16 rows x 64 bytes: C 16x16 f32 (tiles 0-3), A 16x32 bf16 (4, 5), B 16x32 bf16 in
     VNNI pairs (6, 7); four independent accumulators cover the instruction's latency."""
+    def emit(b, ctx, _chunk):
+        _amx_start(b)
+        for t, off in ((4, 1024), (5, 2048), (6, 3072), (7, 4096)):
+            _tile(b, "llvm.x86.tileloadd64", t, ctx, _i64(off), 64)
+        _do_while(b, _i64(0), _field(b, ctx, 0, I64), [], lambda b, i, c: (_products(b), [])[1])
+        for t in range(4):
+            _tile(b, "llvm.x86.tilestored64", t, ctx, _i64(5120 + 1024 * t), 64)
+        intrinsic(b, "llvm.x86.tilerelease", VOID, [])
+
+    return _jit(_body("tl_autotune_amx_probe", emit), "tl_autotune_amx_probe")
+
+
+def _amx_start(b: ir.IRBuilder) -> None:
+    """Configure every tile as 16 rows x 64 bytes (palette 1; bytes per row at 16 + 2t, rows at 48 + t)
+    and zero the accumulators 0-3."""
     raw = [0] * 64
     raw[0] = 1
     for t in range(8):
         raw[16 + 2 * t] = 64
         raw[48 + t] = 16
+    cfg = b.module.globals.get("amx_cfg")
+    if cfg is None:
+        cfg = ir.GlobalVariable(b.module, ir.ArrayType(I8, 64), "amx_cfg")
+        cfg.global_constant = True
+        cfg.align = 64
+        cfg.initializer = ir.Constant(cfg.value_type, raw)
+    intrinsic(b, "llvm.x86.ldtilecfg", VOID, [cfg])
+    for t in range(4):
+        intrinsic(b, "llvm.x86.tilezero", VOID, [ir.Constant(I8, t)])
 
-    def emit(b, ctx, _chunk):
-        m = b.module
-        cfg_t = ir.ArrayType(I8, 64)
-        cfg = m.globals.get("amx_cfg")
-        if cfg is None:
-            cfg = ir.GlobalVariable(m, cfg_t, "amx_cfg")
-            cfg.global_constant = True
-            cfg.align = 64
-            cfg.initializer = ir.Constant(cfg_t, raw)
-        intrinsic(b, "llvm.x86.ldtilecfg", VOID, [cfg])
-        for t in range(4):
-            intrinsic(b, "llvm.x86.tilezero", VOID, [ir.Constant(I8, t)])
-        for t, off in ((4, 1024), (5, 2048), (6, 3072), (7, 4096)):
-            intrinsic(b, "llvm.x86.tileloadd64", VOID,
-                       [ir.Constant(I8, t), b.gep(ctx, [_i64(off)], source_etype=I8), _i64(64)])
-        iters = _field(b, ctx, 0, I64)
 
-        def step(b, i, c):
-            for acc, (x, y) in enumerate(((4, 6), (4, 7), (5, 6), (5, 7))):
-                intrinsic(b, "llvm.x86.tdpbf16ps", VOID,
-                           [ir.Constant(I8, acc), ir.Constant(I8, x), ir.Constant(I8, y)])
-            return []
-        _do_while(b, _i64(0), iters, [], step)
-        for t in range(4):
-            intrinsic(b, "llvm.x86.tilestored64", VOID,
-                       [ir.Constant(I8, t), b.gep(ctx, [_i64(5120 + 1024 * t)], source_etype=I8), _i64(64)])
-        intrinsic(b, "llvm.x86.tilerelease", VOID, [])
+def _tile(b: ir.IRBuilder, op: str, t: int, base, offset, stride: int) -> None:
+    """A tile load or store (`op`) of tile t at base + offset bytes, rows `stride` bytes apart."""
+    intrinsic(b, op, VOID, [ir.Constant(I8, t), b.gep(base, [offset], source_etype=I8), _i64(stride)])
 
-    return _jit(_body("tl_autotune_amx_probe", emit), "tl_autotune_amx_probe")
+
+def _products(b: ir.IRBuilder, loads=None) -> None:
+    """The four products of a 2 x 2 block (accumulators 0-3, A tiles 4-5, B tiles 6-7); `loads(t)` loads
+    tile t right before its first use, in the order of the matmul kernel's loop (codegen.dot_amx)."""
+    ld = loads or (lambda t: None)
+    ld(4), ld(6)
+    for acc, (x, y) in enumerate(((4, 6), (4, 7), (5, 6), (5, 7))):
+        if acc == 1:
+            ld(7)
+        if acc == 2:
+            ld(5)
+        intrinsic(b, "llvm.x86.tdpbf16ps", VOID, [ir.Constant(I8, acc), ir.Constant(I8, x), ir.Constant(I8, y)])
 
 
 def amx_bf16_peak(threads: int = 1) -> float | None:
@@ -281,6 +294,76 @@ def amx_bf16_peak(threads: int = 1) -> float | None:
     ctx.view(1024, np.uint16, 4 * 512)[:] = 0x3A80  # bf16 2^-10: no overflow, no denormals
     return _best_rate(address, ctx, threads, 4 * AMX_TILE_FLOPS, lambda u: ctx.set_i64(0, u),
                       units=1 << 12) / 1e9
+
+
+AMX_LOOP_STEPS = 8  # k-steps per accumulator block in the loop probe: a 256-deep k block (matmul's BK)
+AMX_LOOP_C = 512 << 10  # the loop probe's accumulator buffer: 256 x 512 float32 (a matmul program's)
+AMX_LOOP_A = 16 << 10  # the loop probe's A strip: 32 rows of a pre-packed 256-deep block, 512 bytes apart
+
+
+@functools.cache
+def _amx_loop_body(b_bytes: int, c_trips: bool, compact_b: bool) -> int:
+    """Address of the AMX tile-loop probe (see `amx_bf16_loop`): ctx[0] = blocks per chunk, ctx[8] = base;
+    chunk c's buffer at base + c * (AMX_LOOP_C + AMX_LOOP_A + b_bytes): C, then A, then B."""
+    name = f"tl_autotune_amx_loop_{b_bytes}_{int(c_trips)}_{int(compact_b)}"
+
+    def emit(b, ctx, chunk):
+        buf = b.gep(_field(b, ctx, 8, PTR), [b.mul(chunk, _i64(AMX_LOOP_C + AMX_LOOP_A + b_bytes))],
+                    source_etype=I8)
+        a_buf = b.gep(buf, [_i64(AMX_LOOP_C)], source_etype=I8)
+        b_buf = b.gep(a_buf, [_i64(AMX_LOOP_A)], source_etype=I8)
+        _amx_start(b)
+
+        def c_tiles(b, op, blk):  # block blk of 32 x 32 in the 256 x 512 buffer (rows 2 KiB apart)
+            off = b.add(b.mul(b.urem(blk, _i64(16)), _i64(128)), b.mul(b.urem(b.udiv(blk, _i64(16)), _i64(8)),
+                                                                       _i64(32 * 2048)))
+            for t in range(4):
+                _tile(b, op, t, buf, b.add(off, _i64((t // 2) * 16 * 2048 + (t % 2) * 64)), 2048)
+
+        def block(b, blk, _c):
+            if c_trips:
+                c_tiles(b, "llvm.x86.tileloadd64", blk)
+
+            def step(b, s, _c):
+                k = b.add(b.mul(blk, _i64(AMX_LOOP_STEPS)), s)
+                b_off = b.urem(b.mul(k, _i64(2048)), _i64(b_bytes))
+                a_off = b.mul(s, _i64(64))
+                where = {4: (a_buf, a_off, 512), 5: (a_buf, b.add(a_off, _i64(16 * 512)), 512),
+                         6: (b_buf, b_off, 64 if compact_b else 128),
+                         7: (b_buf, b.add(b_off, _i64(1024 if compact_b else 64)), 64 if compact_b else 128)}
+                _products(b, lambda t: _tile(b, "llvm.x86.tileloadd64", t, *where[t]))
+                return []
+            _do_while(b, _i64(0), _i64(AMX_LOOP_STEPS), [], step)
+            if c_trips:
+                c_tiles(b, "llvm.x86.tilestored64", blk)
+            return []
+        _do_while(b, _i64(0), _field(b, ctx, 0, I64), [], block)
+        c_tiles(b, "llvm.x86.tilestored64", _i64(0))
+        intrinsic(b, "llvm.x86.tilerelease", VOID, [])
+
+    return _jit(_body(name, emit), name)
+
+
+def amx_bf16_loop(threads: int = 1, *, b_bytes: int = 1 << 20, c_trips: bool = True,
+                  compact_b: bool = False) -> float | None:
+    """GFLOP/s of the matmul kernel's AMX loop on `threads` threads together (None without AMX): per k-step
+    two A tiles from a 16 KiB strip (32 rows 512 bytes apart, L1-resident, as a pre-packed 256-deep block
+    reads them), two B tiles from `b_bytes` (a power of two) walked 2 KiB per k-step (rows of 32-column
+    panels 128 bytes apart, or `compact_b`: each tile 1 KiB contiguous) and four products; with `c_trips`
+    the four accumulator tiles are loaded from and stored to a 256 x 512 float32 buffer every
+    AMX_LOOP_STEPS k-steps, as the kernel does per k block. What limits `ops.matmul` on AMX, in isolation."""
+    threads = _threads(threads)
+    if b_bytes < 4096 or b_bytes & (b_bytes - 1):
+        raise ValueError(f"b_bytes must be a power of two >= 4096, got {b_bytes}")
+    if not amx_available():
+        return None
+    address = _amx_loop_body(b_bytes, c_trips, compact_b)
+    data = csrc.aligned_empty((threads * (AMX_LOOP_C + AMX_LOOP_A + b_bytes)) // 2, np.uint16, 4096)
+    data[:] = 0x3A80  # bf16 2^-10 (as float32 pairs, small normal numbers: no overflow, no denormals)
+    ctx = _Ctx()
+    ctx.set_i64(8, int(data.__array_interface__["data"][0]))
+    return _best_rate(address, ctx, threads, AMX_LOOP_STEPS * 4 * AMX_TILE_FLOPS, lambda u: ctx.set_i64(0, u),
+                      units=1 << 8) / 1e9
 
 
 # ---------------------------------------------------------------- bandwidth
@@ -429,5 +512,5 @@ def clock_estimate_hz(seconds: float = 0.02) -> float:
     return (csrc.cycles() - c0) / (time.perf_counter() - t0)
 
 
-__all__ = ["amx_available", "amx_bf16_peak", "clock_estimate_hz", "copy_bandwidth", "fma_peak",
+__all__ = ["amx_available", "amx_bf16_loop", "amx_bf16_peak", "clock_estimate_hz", "copy_bandwidth", "fma_peak",
            "l1_bandwidth", "l2_bandwidth", "measure_all", "measure_detailed", "read_bandwidth"]

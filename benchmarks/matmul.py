@@ -12,6 +12,8 @@ import argparse
 import importlib
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 import csrc
 import ops
@@ -81,9 +83,36 @@ def measure_peaks(thread_counts) -> dict:
     return peaks
 
 
-def run(thread_counts=(None, 1), quick: bool = False) -> list[Row]:
+# the AMX tile loop of the bf16 kernel in isolation (autotune.probes.amx_bf16_loop): name -> its arguments
+AMX_LOOPS = {
+    "tiles in L1, accumulators kept": {"b_bytes": 8 << 10, "c_trips": False},
+    "B from L2, accumulators kept": {"b_bytes": 1 << 20, "c_trips": False},
+    "B from L2 (1 KiB tiles), accumulators kept": {"b_bytes": 1 << 20, "c_trips": False, "compact_b": True},
+    "tiles in L1, accumulators reloaded per k block": {"b_bytes": 8 << 10},
+    "B from L2, accumulators reloaded per k block (the kernel's loop)": {"b_bytes": 1 << 20},
+    "B from memory, accumulators kept": {"b_bytes": 64 << 20, "c_trips": False},
+}
+
+
+def amx_limits(thread_counts, peaks: dict) -> Table | None:
+    """What bounds the bfloat16 rows: the kernel's 2 x 2 AMX tile loop fed from each cache level, with and
+    without the accumulator round trip it makes per 256-deep k block, as a % of the AMX peak of this run."""
+    if not probes.amx_available():
+        return None
+    t = Table(title="AMX tile loop of the bf16 kernel in isolation (probe, this run): GFLOP/s, % of AMX peak")
+    t.add_column("loop", justify="left")
+    for n in thread_counts:
+        t.add_column(f"{n} thr", justify="right")
+    rates = {n: {name: probes.amx_bf16_loop(n, **kw) for name, kw in AMX_LOOPS.items()} for n in thread_counts}
+    for name in AMX_LOOPS:
+        t.add_row(name, *(f"{rates[n][name]:,.0f} ({100 * rates[n][name] / peaks[('AMX bf16', n)]:.0f}%)"
+                          for n in thread_counts))
+    return t
+
+
+def run(thread_counts=(None, 1), quick: bool = False, peaks: dict | None = None) -> list[Row]:
     counts = [csrc.num_threads() if t is None else t for t in thread_counts]
-    peaks = measure_peaks(counts)
+    peaks = peaks or measure_peaks(counts)
     sizes = SQUARE[:3] if quick else SQUARE
     rows = []
     for nthr in counts:
@@ -101,8 +130,13 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer shapes")
     p.add_argument("--threads", type=int, nargs="*", default=None, help="thread counts (default: all, 1)")
     args = p.parse_args(argv)
-    rows = run(tuple(args.threads) if args.threads else (None, 1), args.quick)
+    counts = [csrc.num_threads() if n is None else n for n in args.threads or (None, 1)]
+    peaks = measure_peaks(counts)
+    rows = run(counts, args.quick, peaks)
     show(rows, "ops.matmul vs peers and peaks (ratios from this run; peaks from JIT probes)")
+    limits = amx_limits(counts, peaks)
+    if limits is not None:
+        Console().print(limits)
     return 0 if all(r.correct for r in rows) else 1
 
 

@@ -45,6 +45,27 @@ def test_amx_forced_off(monkeypatch):
     monkeypatch.setattr(probes, "amx_available", lambda: False)
     assert probes.amx_bf16_peak(1) is None
     assert probes.amx_bf16_peak(2) is None
+    assert probes.amx_bf16_loop(1) is None
+
+
+@pytest.mark.skipif(not probes.amx_available(), reason="no AMX on this CPU (or not granted by the OS)")
+def test_amx_loop_below_peak_and_slower_from_further_out():
+    """The tile loop probe: every variant below the register-only peak; streaming B from memory is slower
+    than from L1 (64 MiB vs 8 KiB, a gap far beyond timing noise), on one and two threads."""
+    for threads in (1, 2):
+        peak = probes.amx_bf16_peak(threads)
+        l1 = probes.amx_bf16_loop(threads, b_bytes=8 << 10, c_trips=False)
+        far = probes.amx_bf16_loop(threads, b_bytes=64 << 20, c_trips=False)
+        trips = probes.amx_bf16_loop(threads, b_bytes=8 << 10, compact_b=True)
+        assert all(positive(x) for x in (l1, far, trips))
+        assert max(l1, trips) < 1.1 * peak  # (the peak is the best of a few runs: a little slack)
+        assert far < l1
+
+
+def test_amx_loop_checks_b_bytes():
+    for bad in (1000, 3 << 20, 2048):
+        with pytest.raises(ValueError, match="power of two"):
+            probes.amx_bf16_loop(1, b_bytes=bad)
 
 
 def test_bandwidths():
