@@ -234,13 +234,21 @@ def test_forked_child_gets_a_working_pool():
     pytest.fail("forked child hung in parallel_for")
 
 
-def _os_threads() -> int:
-    return len(os.listdir("/proc/self/task"))
+def _os_threads(expect: int | None = None) -> int:
+    """This process's threads. With `expect`, wait up to a second for that count: a joined thread leaves
+    /proc a moment after pthread_join returns (the kernel wakes the joiner before it reaps the thread)."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        n = len(os.listdir("/proc/self/task"))
+        if n == expect or expect is None or time.monotonic() > deadline:
+            return n
+        time.sleep(0.005)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
 def test_pool_starts_lazily_and_tiny_work_never_starts_it():
     csrc.set_num_threads(1)  # joins any workers
+    time.sleep(0.05)  # (and lets them leave /proc)
     base = _os_threads()
     csrc.set_num_threads(4)
     assert _os_threads() == base  # created on first real use, not here
@@ -250,7 +258,7 @@ def test_pool_starts_lazily_and_tiny_work_never_starts_it():
     assert_covers(parallel_for(100, 1), 100, 1)
     assert _os_threads() == base + 3  # the caller is the fourth
     csrc.set_num_threads(2)
-    assert _os_threads() == base  # old workers joined
+    assert _os_threads(base) == base  # old workers joined
 
 
 # ------------------------------------------------------------------ thread count
