@@ -30,7 +30,12 @@
 #endif
 
 #define TL_MAX_THREADS 1024
-#define TL_SPIN_NS 50000 /* how long a waiter spins before sleeping: 50 us */
+/* How long a waiter spins before sleeping: 0.5 ms. Consecutive calls from Python are more than
+   50 us apart (argument checks, dispatch), so with a 50 us spin the workers were asleep at every
+   call, and on the dev VM waking them took long enough that the caller ran most jobs alone:
+   M = 1 x 4096 x 4096 at 2 threads measured 0.44-0.54x NumPy with 50 us, 0.98-0.99x with 0.5 ms
+   (benchmarks.matmul's decode row). OpenMP runtimes spin as long or longer by default. */
+#define TL_SPIN_NS 500000
 #define TL_CHUNKS_PER_THREAD 4
 
 /* ------------------------------------------------------------------ errors */
