@@ -57,8 +57,8 @@ def _block(a, b, c, z, i, j, K, BM, BN, BK):
 # row block). Here A is packed once into whole BM x BK blocks (rows BK*2 bytes apart, which the AMX dot
 # reads in place, prefetching the next block) and B once into 32-column panels of VNNI pairs (tl.dot's
 # b_layout="panels"), both zero-padded to whole blocks so every program's tiles are in bounds. Measured
-# against the per-program packing (`python -m benchmarks.matmul`, 1 and 2 threads): level at n = 2048,
-# 1.15-1.18x at n = 4096; at n = 1024 level or slower, hence PACKED_MIN.
+# against the per-program packing (`python -m benchmarks.matmul`, 1 and 2 threads): 1.06-1.15x at n = 2048,
+# 1.28-1.32x at n = 4096; at n = 1024 level or slower, hence PACKED_MIN.
 
 PANEL_W = 32  # columns per B panel: a 2 x 2 AMX tile block reads one panel's 64-byte rows in pairs
 
