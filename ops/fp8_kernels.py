@@ -13,6 +13,7 @@ Conventions shared by every kernel:
 from __future__ import annotations
 
 import tilelang as tl
+from ops.matmul import packed_block
 
 FLT_MAX = 3.4028234663852886e38
 INF = float("inf")
@@ -373,17 +374,36 @@ def scaled_mm(a, b, sa, sb, bias, c, sres, BM: tl.constexpr = 128, BN: tl.conste
                 acc = acc + tl.dot(at, bt) * f
             else:
                 acc += tl.dot(at, bt)
-        out = acc
-        if AM == 0:
-            out = out * sa[0, 0]
-        elif AM == 1:
-            out = out * sa[i * BM:(i + 1) * BM, 0:1]
-        if BMODE == 0:
-            out = out * sb[0, 0]
-        elif BMODE == 1:
-            out = out * sb[0:1, j * BN:(j + 1) * BN]
-        if HAS_BIAS:
-            out = out + bias[0:1, j * BN:(j + 1) * BN].to(tl.float32)
-        if SRES:
-            out = out / sres[0, 0]
-        c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = out.to(c.dtype, saturate=SAT)
+        _scaled_out(acc, sa, sb, bias, c, sres, i, j, BM, BN, AM, BMODE, HAS_BIAS, SRES, SAT)
+
+
+@tl.jit
+def scaled_mm_packed(ap, bp, sa, sb, bias, c, sres, BM: tl.constexpr = 256, BN: tl.constexpr = 512,
+                     BK: tl.constexpr = 256, W: tl.constexpr = 32, AM: tl.constexpr = 0, BMODE: tl.constexpr = 0,
+                     HAS_BIAS: tl.constexpr = False, SRES: tl.constexpr = False, SAT: tl.constexpr = False):
+    """scaled_mm with tensor / row scales (AM, BMODE < 2) on the operands `ops.matmul.pack_operands` packed
+    (ap (1, MB, KB, BM, BK), bp (1, P, Kq, 2W), bfloat16: FP8 widens exactly)."""
+    MB, KB = ap.shape[1], ap.shape[2]
+    N = c.shape[1]
+    for i, j in tl.grid(MB, tl.cdiv(N, BN)):
+        acc = packed_block(ap, bp, 0, i, j, KB, BM, BN, BK, W)
+        _scaled_out(acc, sa, sb, bias, c, sres, i, j, BM, BN, AM, BMODE, HAS_BIAS, SRES, SAT)
+
+
+@tl.jit
+def _scaled_out(acc, sa, sb, bias, c, sres, i, j, BM, BN, AM, BMODE, HAS_BIAS, SRES, SAT):
+    """c's (BM, BN) block (i, j) from the float32 sum `acc`: tensor / row scales, bias, result scale, cast."""
+    out = acc
+    if AM == 0:
+        out = out * sa[0, 0]
+    elif AM == 1:
+        out = out * sa[i * BM:(i + 1) * BM, 0:1]
+    if BMODE == 0:
+        out = out * sb[0, 0]
+    elif BMODE == 1:
+        out = out * sb[0:1, j * BN:(j + 1) * BN]
+    if HAS_BIAS:
+        out = out + bias[0:1, j * BN:(j + 1) * BN].to(tl.float32)
+    if SRES:
+        out = out / sres[0, 0]
+    c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = out.to(c.dtype, saturate=SAT)

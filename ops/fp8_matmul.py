@@ -4,6 +4,8 @@ and a call runs the tuning database's config for its shape bucket (`tilebench tu
 `default_config`."""
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 
 from autotune import Config
@@ -13,6 +15,8 @@ from ops import _tuned
 from ops import fp8_kernels as K
 from ops._checks import as_array, dtype_of, unit
 from ops.fp8_common import F32, FLOAT_INPUTS, FP8_INPUTS, fp8_input, pow2ceil
+
+_mm = importlib.import_module("ops.matmul")  # the module (the package attribute `ops.matmul` is the function)
 
 SPACE = {"BM": [16, 32, 64, 128, 256, 512], "BN": [64, 128, 256, 512], "BK": [128, 256, 512]}
 MM_TILE, MM_BK = 512, 256  # as ops.matmul bfloat16 (measured best at n = 2048 on AMX); smaller operands get smaller tiles
@@ -164,6 +168,13 @@ def scaled_matmul(a, b, scale_a, scale_b, *, bias=None, out_dtype=np.float32, sc
     args = (unit(a), b.T if bt else unit(b), unit(sa), unit(sb), unit(bias2), out, sr)
     fixed = {"AM": am, "BMODE": bmode, "BLK": block, "BT": bt, "CONV": fa != fb, "HAS_BIAS": bias is not None,
              "SRES": scale_result is not None, "SAT": fp8_out}
+    if config is None and am < 2 and bmode < 2 and _mm.packed_path("bfloat16", M, N, Ka):
+        # large tensor / row-scaled products: both operands widened and packed once (ops.matmul's pre-packed
+        # path), not once per program
+        ap, bp, pcfg = _mm.pack_operands(a[None], b[None])
+        K.scaled_mm_packed(ap, bp, *args[2:], **pcfg, AM=am, BMODE=bmode, HAS_BIAS=fixed["HAS_BIAS"],
+                           SRES=fixed["SRES"], SAT=fp8_out)
+        return out
     cfg = dict(config or {})
     if not {"BM", "BN", "BK"} <= set(cfg):
         cfg = {**tuned_config(args, fixed), **cfg}

@@ -98,12 +98,18 @@ def matmul_packed_kernel(ap, bp, c, BM: tl.constexpr = 256, BN: tl.constexpr = 5
     Z, MB, KB = ap.shape[0], ap.shape[1], ap.shape[2]
     N = c.shape[2]
     for z, i, j in tl.grid(Z, MB, tl.cdiv(N, BN)):
-        acc = tl.zeros((BM, BN), tl.float32)
-        for k in tl.range(KB):
-            acc += tl.dot(ap[z, i, k, 0:BM, 0:BK],
-                          bp[z, j * (BN // W):(j + 1) * (BN // W), k * (BK // 2):(k + 1) * (BK // 2), 0:2 * W],
-                          b_layout="panels")
-        c[z, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
+        c[z, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = packed_block(ap, bp, z, i, j, KB, BM, BN, BK, W)
+
+
+@tl.jit
+def packed_block(ap, bp, z, i, j, KB, BM, BN, BK, W):
+    """The float32 (BM, BN) block (i, j) of A[z] @ B[z] from the pre-packed operands."""
+    acc = tl.zeros((BM, BN), tl.float32)
+    for k in tl.range(KB):
+        acc += tl.dot(ap[z, i, k, 0:BM, 0:BK],
+                      bp[z, j * (BN // W):(j + 1) * (BN // W), k * (BK // 2):(k + 1) * (BK // 2), 0:2 * W],
+                      b_layout="panels")
+    return acc
 
 
 # Configs of the pre-packed path (BM a multiple of 16, BN of PANEL_W, BK of 32) whose on-chip buffers fit
@@ -139,8 +145,9 @@ def _scratch(name: str, shape: tuple, dtype) -> np.ndarray:
 _SCRATCH = threading.local()
 
 
-def matmul_packed(a3, b3, c3, config: dict | None = None) -> None:
-    """c3 = a3 @ b3 (3-D bfloat16 operands, as matmul passes them) through the pre-packed kernels."""
+def pack_operands(a3, b3, config: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(ap, bp, config): a3 (Z, M, K) and b3 (Z, K, N) packed for the pre-packed kernels, as bfloat16 (FP8
+    operands widen exactly), in this thread's scratch buffers; `config` (PACKED_DEFAULT's keys) checked."""
     config = {**PACKED_DEFAULT, **(config or {})}
     BM, BN, BK = config["BM"], config["BN"], config["BK"]
     if set(config) != set(PACKED_DEFAULT) or BM % 16 or BN % PANEL_W or BK % 32 or min(BM, BN, BK) <= 0:
@@ -148,11 +155,17 @@ def matmul_packed(a3, b3, c3, config: dict | None = None) -> None:
                          f"(of 32), got {config}")
     (Z, M, K), N = a3.shape, b3.shape[2]
     KB = -(-K // BK)
-    ap = _scratch("a", (Z, -(-M // BM), KB, BM, BK), a3.dtype)
-    bp = _scratch("b", (Z, -(-N // BN) * (BN // PANEL_W), KB * BK // 2, 2 * PANEL_W), b3.dtype)
+    ap = _scratch("a", (Z, -(-M // BM), KB, BM, BK), dt.bfloat16.np)
+    bp = _scratch("b", (Z, -(-N // BN) * (BN // PANEL_W), KB * BK // 2, 2 * PANEL_W), dt.bfloat16.np)
     pack_a_kernel(a3, ap, BM=BM, BK=BK)  # (the default row and k-pair blocks divide every config's)
     pack_b_kernel(b3, bp, W=PANEL_W, PB=math.gcd(8, BN // PANEL_W))
-    matmul_packed_kernel(ap, bp, c3, BM=BM, BN=BN, BK=BK, W=PANEL_W)
+    return ap, bp, {**config, "W": PANEL_W}
+
+
+def matmul_packed(a3, b3, c3, config: dict | None = None) -> None:
+    """c3 = a3 @ b3 (3-D bfloat16 operands, as matmul passes them) through the pre-packed kernels."""
+    ap, bp, cfg = pack_operands(a3, b3, config)
+    matmul_packed_kernel(ap, bp, c3, **cfg)
 
 
 STREAM_ROWS = 4  # row tiles of at most this many rows take the dot's streaming (GEMV-like) path

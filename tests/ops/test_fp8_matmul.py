@@ -1,12 +1,14 @@
 """ops.scaled_matmul against a float64 emulation of the same semantics (tensor / row / DeepSeek block scales,
 bias, output dtypes, scale_result), exact-integer bit-exactness, special values, layouts and errors."""
+import importlib
+
 import ml_dtypes
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ops import fp8
+from ops import fp8, fp8_kernels
 from ops.fp8_ref import ref_cast_fp8, ref_scaled_matmul
 
 E4M3, E5M2, BF16 = ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2, ml_dtypes.bfloat16
@@ -171,6 +173,50 @@ def test_layouts():
     big[::2, 1:521:2] = a
     check(fp8.scaled_matmul(big[::2, 1:521:2], b, sa, sb), a, b, sa, sb)
     check(fp8.scaled_matmul(a, b, np.ascontiguousarray(sa.T).T, np.repeat(sb, 2, axis=1)[:, ::2]), a, b, sa, sb)
+
+
+@pytest.mark.parametrize("recipe, fmts, bias, out_dtype, layout", [
+    ("tensor", ("e4m3", "e4m3"), False, np.float32, "plain"),
+    ("row", ("e5m2", "e4m3"), True, BF16, "plain"),  # mixed formats: each widened exactly while packed
+    ("tensor-row", ("e4m3", "e5m2"), True, np.float32, "b column-major"),
+    ("row", ("e4m3", "e4m3"), False, E4M3, "ragged"),
+])
+def test_pre_packed_path(monkeypatch, recipe, fmts, bias, out_dtype, layout):
+    """Large tensor / row-scaled products on AMX pack both operands once (ops.matmul's pre-packed path):
+    taken where it should be, bit-identical to the per-program kernel, within the float64 emulation."""
+    mm = importlib.import_module("ops.matmul")
+    if not mm.packed_path("bfloat16", 4096, 4096, 4096):
+        pytest.skip("the pre-packed path needs AMX")
+    m, k, n = (1600, 1537, 1551) if layout == "ragged" else (1536, 1536, 1536)
+    a, b, sa, sb = operands(m, k, n, recipe, *fmts, seed=11)
+    if layout == "b column-major":
+        b = np.ascontiguousarray(b.T).T
+    bv = np.random.default_rng(5).standard_normal(n).astype(np.float32) if bias else None
+    sres = np.float32(4.0) if out_dtype == E4M3 else None
+    calls = []
+    monkeypatch.setattr(fp8_kernels, "scaled_mm_packed", _counting(fp8_kernels.scaled_mm_packed, calls))
+    c = fp8.scaled_matmul(a, b, sa, sb, bias=bv, out_dtype=out_dtype, scale_result=sres)
+    assert len(calls) == 1
+    per_program = fp8.scaled_matmul(a, b, sa, sb, bias=bv, out_dtype=out_dtype, scale_result=sres,
+                                    config={"BM": 256, "BN": 256, "BK": 256})
+    assert len(calls) == 1  # a config given: the per-program kernel
+    assert np.array_equal(c.view(np.uint8), per_program.view(np.uint8))
+    check(c, a, b, sa, sb, bv, scale_result=sres)
+
+
+def _counting(fn, calls):
+    def wrapped(*args, **kwargs):
+        calls.append(kwargs)
+        return fn(*args, **kwargs)
+    return wrapped
+
+
+def test_block_scales_skip_the_pre_packed_path(monkeypatch):
+    calls = []
+    monkeypatch.setattr(fp8_kernels, "scaled_mm_packed", _counting(fp8_kernels.scaled_mm_packed, calls))
+    a, b, sa, sb = operands(1536, 1536, 1536, "deepseek", seed=2)
+    check(fp8.scaled_matmul(a, b, sa, sb), a, b, sa, sb)
+    assert calls == []
 
 
 def test_against_torch_scaled_mm():
