@@ -163,19 +163,19 @@ def scaled_matmul(a, b, scale_a, scale_b, *, bias=None, out_dtype=np.float32, sc
     if M == 0 or N == 0:
         return out
     bt = b.shape[1] > 1 and b.strides[1] != b.itemsize and (b.strides[0] == b.itemsize or b.shape[0] == 1)
-    # same-format operands go to tl.dot as FP8 (widened exactly to bfloat16 while it packs them); mixed formats
-    # are widened to bfloat16 in the kernel first (CONV), which measured ~1.4x slower at n = 2048
-    args = (unit(a), b.T if bt else unit(b), unit(sa), unit(sb), unit(bias2), out, sr)
-    fixed = {"AM": am, "BMODE": bmode, "BLK": block, "BT": bt, "CONV": fa != fb, "HAS_BIAS": bias is not None,
-             "SRES": scale_result is not None, "SAT": fp8_out}
     if config is None and am < 2 and bmode < 2 and not bt and _mm.packed_path("bfloat16", M, N, Ka):
         # large tensor / row-scaled products: both operands widened and packed once (ops.matmul's pre-packed
         # path), not once per program (a column-major b is read in place per program instead: packing it
         # by rows measured 0.79x that at n = 2048)
         ap, bp, pcfg = _mm.pack_operands(a[None], b[None])
-        K.scaled_mm_packed(ap, bp, *args[2:], **pcfg, AM=am, BMODE=bmode, HAS_BIAS=fixed["HAS_BIAS"],
-                           SRES=fixed["SRES"], SAT=fp8_out)
+        K.scaled_mm_packed(ap, bp, unit(sa), unit(sb), unit(bias2), out, sr, **pcfg, AM=am, BMODE=bmode,
+                           HAS_BIAS=bias is not None, SRES=scale_result is not None, SAT=fp8_out)
         return out
+    # same-format operands go to tl.dot as FP8 (widened exactly to bfloat16 while it packs them); mixed formats
+    # are widened to bfloat16 in the kernel first (CONV), which measured ~1.4x slower at n = 2048
+    args = (unit(a), b.T if bt else unit(b), unit(sa), unit(sb), unit(bias2), out, sr)
+    fixed = {"AM": am, "BMODE": bmode, "BLK": block, "BT": bt, "CONV": fa != fb, "HAS_BIAS": bias is not None,
+             "SRES": scale_result is not None, "SAT": fp8_out}
     cfg = dict(config or {})
     if not {"BM", "BN", "BK"} <= set(cfg):
         cfg = {**tuned_config(args, fixed), **cfg}

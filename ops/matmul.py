@@ -75,6 +75,16 @@ def pack_a_kernel(a, ap, BM: tl.constexpr = 256, BK: tl.constexpr = 256, RB: tl.
 
 
 @tl.jit
+def pack_at_kernel(at, ap, BM: tl.constexpr = 256, BK: tl.constexpr = 256, RB: tl.constexpr = 64):
+    """pack_a_kernel for a column-major A, given as its row-major transpose at[z] = a[z].T (K, M): each
+    program transposes RB-column strips of `at` (a strided A packed row by row measured 6x slower)."""
+    Z, MB, KB = ap.shape[0], ap.shape[1], ap.shape[2]
+    for z, i, r in tl.grid(Z, MB, tl.cdiv(BM, RB)):
+        for k in tl.range(KB):
+            ap[z, i, k, r * RB:(r + 1) * RB, 0:BK] = at[z, k * BK:(k + 1) * BK, i * BM + r * RB:i * BM + (r + 1) * RB].T
+
+
+@tl.jit
 def pack_b_kernel(b, bp, W: tl.constexpr = 32, QB: tl.constexpr = 16, PB: tl.constexpr = 8):
     """bp[z, p, q, 2c + g] = b[z, 2q + g, p*W + c] (zero beyond b): W-column panels of k pairs; bp
     (Z, P, Kq, 2W). Each program packs QB k pairs of PB panels, row pair by row pair, so it reads PB*W
@@ -157,7 +167,10 @@ def pack_operands(a3, b3, config: dict | None = None) -> tuple[np.ndarray, np.nd
     KB = -(-K // BK)
     ap = _scratch("a", (Z, -(-M // BM), KB, BM, BK), dt.bfloat16.np)
     bp = _scratch("b", (Z, -(-N // BN) * (BN // PANEL_W), KB * BK // 2, 2 * PANEL_W), dt.bfloat16.np)
-    pack_a_kernel(a3, ap, BM=BM, BK=BK)  # (the default row and k-pair blocks divide every config's)
+    if a3.strides[2] != a3.itemsize and a3.strides[1] == a3.itemsize:  # column-major A
+        pack_at_kernel(a3.transpose(0, 2, 1), ap, BM=BM, BK=BK, RB=math.gcd(64, BM))
+    else:
+        pack_a_kernel(a3, ap, BM=BM, BK=BK)  # (the default row and k-pair blocks divide every config's)
     pack_b_kernel(b3, bp, W=PANEL_W, PB=math.gcd(8, BN // PANEL_W))
     return ap, bp, {**config, "W": PANEL_W}
 
@@ -212,8 +225,7 @@ def _batched(x: np.ndarray, batch: tuple, tail: tuple) -> np.ndarray:
 def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.ndarray:
     """Matrix product with NumPy's matmul broadcasting rules; float32/bfloat16/float16 inputs of one dtype,
     float32 accumulation, result in `out_dtype` (float32 or the input dtype; default: the input dtype).
-    Transposed and other strided inputs are read in place (large bfloat16 products on AMX pack them once,
-    unless A's rows are strided).
+    Transposed and other strided inputs are read in place (large bfloat16 products on AMX pack them once).
     `config`: matmul_kernel's tile sizes (BM, BN, BK, ORDER), or for a product that takes the pre-packed
     path (`packed_path`), its BM, BN, BK; default: tuned or DEFAULTS / PACKED_DEFAULT."""
     a, b = as_array(a, "a"), as_array(b, "b")
@@ -248,8 +260,7 @@ def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.
         rows = reshaped_view(a3, (1, a3.shape[0] * M, K))
         if rows is not None:
             a3, b3, c3, M = rows, b3[:1], c3.reshape((1, -1, N)), rows.shape[1]
-    # (a column-major A is read in place per program: packing it by rows measured 0.58x that at n = 2048)
-    if packed_path(da.name, M, N, K) and a3.strides[2] == a3.itemsize and (config is None or "ORDER" not in config):
+    if packed_path(da.name, M, N, K) and (config is None or "ORDER" not in config):
         matmul_packed(a3, b3, c3, config)
     else:
         matmul_kernel(a3, b3, c3, **(config or tuned_config(da.name, a3, b3, c3)))

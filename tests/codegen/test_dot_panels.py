@@ -302,7 +302,8 @@ def test_matmul_packed_ragged(path):
 
 
 def test_pack_kernels_layout():
-    """pack_a_kernel's zero-padded blocks and pack_b_kernel's panels, element for element."""
+    """pack_a_kernel's (and pack_at_kernel's, from A's transpose) zero-padded blocks and pack_b_kernel's
+    panels, element for element."""
     rng = np.random.default_rng(7)
     Z, M, N, K, BM, BK, W = 2, 70, 45, 150, 64, 128, mm_op.PANEL_W
     a = rng.standard_normal((Z, M, K), np.float32).astype(BF16)
@@ -310,10 +311,12 @@ def test_pack_kernels_layout():
     MB, KB = -(-M // BM), -(-K // BK)
     pad = np.zeros((Z, MB * BM, KB * BK), BF16)
     pad[:, :M, :K] = a
+    at = np.ascontiguousarray(a.transpose(0, 2, 1))  # a column-major A's row-major transpose
     for RB in (8, 1, 48):
-        ap = np.full((Z, MB, KB, BM, BK), np.nan, BF16)
-        mm_op.pack_a_kernel(a, ap, BM=BM, BK=BK, RB=RB)
-        np.testing.assert_array_equal(ap, pad.reshape(Z, MB, BM, KB, BK).transpose(0, 1, 3, 2, 4))
+        for kernel, src in ((mm_op.pack_a_kernel, a), (mm_op.pack_at_kernel, at)):
+            ap = np.full((Z, MB, KB, BM, BK), np.nan, BF16)
+            kernel(src, ap, BM=BM, BK=BK, RB=RB)
+            np.testing.assert_array_equal(ap, pad.reshape(Z, MB, BM, KB, BK).transpose(0, 1, 3, 2, 4))
     P, KQ = -(-N // W) + 1, KB * BK // 2  # one panel past N: all zeros
     padded = np.zeros((Z, 2 * KQ, P * W), BF16)
     padded[:, :K, :N] = b

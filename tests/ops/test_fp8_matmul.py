@@ -180,6 +180,7 @@ def test_layouts():
     ("row", ("e5m2", "e4m3"), True, BF16, "plain"),  # mixed formats: each widened exactly while packed
     ("tensor-row", ("e4m3", "e5m2"), True, np.float32, "b column-major"),
     ("row", ("e4m3", "e4m3"), False, E4M3, "ragged"),
+    ("row", ("e4m3", "e4m3"), True, np.float32, "a column-major"),  # packed by transposing strips
 ])
 def test_pre_packed_path(monkeypatch, recipe, fmts, bias, out_dtype, layout):
     """Large tensor / row-scaled products on AMX pack both operands once (ops.matmul's pre-packed path),
@@ -192,6 +193,8 @@ def test_pre_packed_path(monkeypatch, recipe, fmts, bias, out_dtype, layout):
     a, b, sa, sb = operands(m, k, n, recipe, *fmts, seed=11)
     if layout == "b column-major":
         b = np.ascontiguousarray(b.T).T
+    if layout == "a column-major":
+        a = np.ascontiguousarray(a.T).T
     bv = np.random.default_rng(5).standard_normal(n).astype(np.float32) if bias else None
     sres = np.float32(4.0) if out_dtype == E4M3 else None
     calls = []

@@ -154,9 +154,10 @@ def test_bfloat16_pre_packed_path(monkeypatch):
     assert len(calls) == (3 if amx else 0)
     calls.clear()
     check(a, b, ops.matmul(a, b, out_dtype=np.float32, config=dict(mm.DEFAULTS["bfloat16"])))  # ORDER: unpacked
-    at = np.ascontiguousarray(a[0, 0].T).T  # a column-major A is read in place per program
-    check(at, b[0], ops.matmul(at, b[0], out_dtype=np.float32))
     assert not calls
+    at = np.ascontiguousarray(a[0, 0].T).T  # a column-major A: packed by transposing strips (pack_at_kernel)
+    check(at, b[0], ops.matmul(at, b[0], out_dtype=np.float32))
+    assert len(calls) == (1 if amx else 0)
     assert not mm.packed_path("float32", 4096, 4096, 4096)
     if amx:
         with pytest.raises(ValueError, match="pre-packed config"):
