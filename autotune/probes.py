@@ -27,6 +27,7 @@ from llvmlite import ir
 
 import csrc
 from codegen import engine
+from codegen.dot_amx import tile_config, tile_load, tile_store
 from codegen.llvm_util import intrinsic
 from codegen.target import host_target
 
@@ -238,37 +239,25 @@ def _amx_body() -> int:
     def emit(b, ctx, _chunk):
         _amx_start(b)
         for t, off in ((4, 1024), (5, 2048), (6, 3072), (7, 4096)):
-            _tile(b, "llvm.x86.tileloadd64", t, ctx, _i64(off), 64)
+            _tile(b, tile_load, t, ctx, _i64(off), 64)
         _do_while(b, _i64(0), _field(b, ctx, 0, I64), [], lambda b, i, c: (_products(b), [])[1])
         for t in range(4):
-            _tile(b, "llvm.x86.tilestored64", t, ctx, _i64(5120 + 1024 * t), 64)
+            _tile(b, tile_store, t, ctx, _i64(5120 + 1024 * t), 64)
         intrinsic(b, "llvm.x86.tilerelease", VOID, [])
 
     return _jit(_body("tl_autotune_amx_probe", emit), "tl_autotune_amx_probe")
 
 
 def _amx_start(b: ir.IRBuilder) -> None:
-    """Configure every tile as 16 rows x 64 bytes (palette 1; bytes per row at 16 + 2t, rows at 48 + t)
-    and zero the accumulators 0-3."""
-    raw = [0] * 64
-    raw[0] = 1
-    for t in range(8):
-        raw[16 + 2 * t] = 64
-        raw[48 + t] = 16
-    cfg = b.module.globals.get("amx_cfg")
-    if cfg is None:
-        cfg = ir.GlobalVariable(b.module, ir.ArrayType(I8, 64), "amx_cfg")
-        cfg.global_constant = True
-        cfg.align = 64
-        cfg.initializer = ir.Constant(cfg.value_type, raw)
-    intrinsic(b, "llvm.x86.ldtilecfg", VOID, [cfg])
+    """Configure every tile as 16 rows x 64 bytes (the matmul kernel's palette) and zero accumulators 0-3."""
+    intrinsic(b, "llvm.x86.ldtilecfg", VOID, [tile_config(b.module)])
     for t in range(4):
         intrinsic(b, "llvm.x86.tilezero", VOID, [ir.Constant(I8, t)])
 
 
-def _tile(b: ir.IRBuilder, op: str, t: int, base, offset, stride: int) -> None:
-    """A tile load or store (`op`) of tile t at base + offset bytes, rows `stride` bytes apart."""
-    intrinsic(b, op, VOID, [ir.Constant(I8, t), b.gep(base, [offset], source_etype=I8), _i64(stride)])
+def _tile(b: ir.IRBuilder, op, t: int, base, offset, stride: int) -> None:
+    """`op` (dot_amx.tile_load or tile_store) of tile t at base + offset bytes, rows `stride` bytes apart."""
+    op(b, t, b.gep(base, [offset], source_etype=I8), _i64(stride))
 
 
 def _products(b: ir.IRBuilder, loads=None) -> None:
@@ -322,7 +311,7 @@ def _amx_loop_body(b_bytes: int, c_trips: bool, compact_b: bool) -> int:
 
         def block(b, blk, _c):
             if c_trips:
-                c_tiles(b, "llvm.x86.tileloadd64", blk)
+                c_tiles(b, tile_load, blk)
 
             def step(b, s, _c):
                 k = b.add(b.mul(blk, _i64(AMX_LOOP_STEPS)), s)
@@ -331,14 +320,15 @@ def _amx_loop_body(b_bytes: int, c_trips: bool, compact_b: bool) -> int:
                 where = {4: (a_buf, a_off, 512), 5: (a_buf, b.add(a_off, _i64(16 * 512)), 512),
                          6: (b_buf, b_off, 64 if compact_b else 128),
                          7: (b_buf, b.add(b_off, _i64(1024 if compact_b else 64)), 64 if compact_b else 128)}
-                _products(b, lambda t: _tile(b, "llvm.x86.tileloadd64", t, *where[t]))
+                _products(b, lambda t: _tile(b, tile_load, t, *where[t]))
                 return []
             _do_while(b, _i64(0), _i64(AMX_LOOP_STEPS), [], step)
             if c_trips:
-                c_tiles(b, "llvm.x86.tilestored64", blk)
+                c_tiles(b, tile_store, blk)
             return []
         _do_while(b, _i64(0), _field(b, ctx, 0, I64), [], block)
-        c_tiles(b, "llvm.x86.tilestored64", _i64(0))
+        if not c_trips:  # (the products' results leave the tiles)
+            c_tiles(b, tile_store, _i64(0))
         intrinsic(b, "llvm.x86.tilerelease", VOID, [])
 
     return _jit(_body(name, emit), name)

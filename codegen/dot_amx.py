@@ -68,11 +68,13 @@ def tile_config(module: ir.Module) -> ir.GlobalVariable:
     return g
 
 
-def _load(b, tile, ptr, stride):
+def tile_load(b, tile: int, ptr, stride) -> None:
+    """Tile register `tile` from ptr (rows `stride` bytes apart, an i64 value)."""
     intrinsic(b, "llvm.x86.tileloadd64", VOID, [_t(tile), ptr, stride])
 
 
-def _store(b, tile, ptr, stride):
+def tile_store(b, tile: int, ptr, stride) -> None:
+    """Tile register `tile` to ptr (rows `stride` bytes apart, an i64 value)."""
     intrinsic(b, "llvm.x86.tilestored64", VOID, [_t(tile), ptr, stride])
 
 
@@ -211,7 +213,7 @@ def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, bt: 
         for r in range(mt):
             for c in range(nt):
                 if c_init:
-                    _load(b, ctiles[r][c], cptr[r][c], c_stride)
+                    tile_load(b, ctiles[r][c], cptr[r][c], c_stride)
                 else:
                     intrinsic(b, "llvm.x86.tilezero", VOID, [_t(ctiles[r][c])])
         arow = [b.gep(a_ptr, [b.mul(b.add(i0, i64(16 * r)), a_stride)], source_etype=I8) for r in range(mt)]
@@ -228,10 +230,10 @@ def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, bt: 
             boff = b.mul(kt, b.mul(q, i64(KS // G)))
 
             def lda(r):
-                _load(b, A_TILES[r], b.gep(arow[r], [aoff], source_etype=I8), a_stride)
+                tile_load(b, A_TILES[r], b.gep(arow[r], [aoff], source_etype=I8), a_stride)
 
             def ldb(c):
-                _load(b, B_TILES[c], b.gep(bcol[c], [boff], source_etype=et), b_stride)
+                tile_load(b, B_TILES[c], b.gep(bcol[c], [boff], source_etype=et), b_stride)
 
             def tdp(r, c):
                 intrinsic(b, product, VOID, [_t(ctiles[r][c]), _t(A_TILES[r]), _t(B_TILES[c])])
@@ -252,7 +254,7 @@ def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, bt: 
                         tdp(r, c)
         for r in range(mt):
             for c in range(nt):
-                _store(b, ctiles[r][c], cptr[r][c], c_stride)
+                tile_store(b, ctiles[r][c], cptr[r][c], c_stride)
 
     def cols(i0, mt):
         full, rem = divmod(Np // 16, 2)
