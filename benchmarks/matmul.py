@@ -17,27 +17,20 @@ from rich.table import Table
 
 import csrc
 import ops
-from autotune import measure, probes
+from autotune import probes
 from benchmarks.peers import threads, to_torch, torch_module
 from benchmarks.report import Row, show
+from benchmarks.timing import interleaved
 from codegen import dtypes as dt
 
 mm = importlib.import_module("ops.matmul")  # the module (the package attribute `ops.matmul` is the function)
-SETTLE_S = 0.15  # pause before each contender's turn (see `settled`)
+# pause before each contender's turn, then one untimed call: the peers' worker threads (OpenBLAS, OpenMP)
+# busy-wait after a call, and whatever runs in that window shares its cores with them (measured at 2 threads,
+# n = 1024: ours right after NumPy at half speed, 0.03 s later still, 0.1 s later at full speed)
+SETTLE_S = 0.15
 SQUARE = (512, 1024, 2048, 4096)
 DECODE = ((1, 4096, 4096), (16, 4096, 4096), (64, 4096, 4096))
 PER_PROGRAM = "per-program packing"  # the extra entry of a pre-packed row: matmul_kernel, DEFAULTS, same inputs
-
-
-def settled(fns: dict, *, rounds: int = 3, min_time: float = 0.02) -> dict:
-    """Median seconds per call of each function over alternating rounds, each turn after a pause of
-    SETTLE_S and one untimed call. The peers' worker threads (OpenBLAS, OpenMP) busy-wait after a call,
-    and whatever runs in that window shares its cores with them (measured at 2 threads, n = 1024: ours
-    right after NumPy at half speed, 0.03 s later still, 0.1 s later at full speed)."""
-    for f in fns.values():
-        f()
-    timings = measure.interleaved(fns, rounds=rounds, repeats=3, warmup=1, pause=SETTLE_S, min_time=min_time)
-    return {k: t.seconds for k, t in timings.items()}
 
 
 def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict) -> Row:
@@ -65,7 +58,7 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict) -> Row:
         ref = a.astype(np.float32) @ b.astype(np.float32)
         got = c.astype(np.float32)
         ok = bool(np.allclose(got, ref, rtol=1e-2 if dtype != np.float32 else 1e-4, atol=1e-3 * np.sqrt(k)))
-        t = settled(fns)
+        t = interleaved(fns, rounds=3, pause=SETTLE_S, warmup=1)
     gf = flops / t["ours"] / 1e9
     peak_name = "FMA" if dtype == np.float32 else "AMX bf16"
     peak = peaks[(peak_name, nthreads)]
@@ -85,10 +78,10 @@ def measure_peaks(thread_counts) -> dict:
 
 # the AMX tile loop of the bf16 kernel in isolation (autotune.probes.amx_bf16_loop): name -> its arguments
 AMX_LOOPS = {
-    "tiles in L1, accumulators kept": {"b_bytes": 8 << 10, "c_trips": False},
+    "A, B tiles in L1, accumulators kept": {"b_bytes": 8 << 10, "c_trips": False},
     "B from L2, accumulators kept": {"b_bytes": 1 << 20, "c_trips": False},
     "B from L2 (1 KiB tiles), accumulators kept": {"b_bytes": 1 << 20, "c_trips": False, "compact_b": True},
-    "tiles in L1, accumulators reloaded per k block": {"b_bytes": 8 << 10},
+    "A, B tiles in L1, accumulators reloaded (from L2) per k block": {"b_bytes": 8 << 10},
     "B from L2, accumulators reloaded per k block (the kernel's loop)": {"b_bytes": 1 << 20},
     "B from memory, accumulators kept": {"b_bytes": 64 << 20, "c_trips": False},
 }
@@ -110,9 +103,7 @@ def amx_limits(thread_counts, peaks: dict) -> Table | None:
     return t
 
 
-def run(thread_counts=(None, 1), quick: bool = False, peaks: dict | None = None) -> list[Row]:
-    counts = [csrc.num_threads() if t is None else t for t in thread_counts]
-    peaks = peaks or measure_peaks(counts)
+def run(counts: list[int], quick: bool, peaks: dict) -> list[Row]:
     sizes = SQUARE[:3] if quick else SQUARE
     rows = []
     for nthr in counts:

@@ -133,9 +133,10 @@ PACKED_MIN = 1536  # every dim at least this (n = 1024: per-program packing meas
 SCRATCH_CACHE_BYTES = 64 << 20  # packed operands up to this size keep their buffers across calls
 
 
-def packed_path(dtype: str, M: int, N: int, K: int) -> bool:
-    """Whether a product takes the pre-packed path: bfloat16 on AMX, large enough in every dim."""
-    return (dtype == "bfloat16" and min(M, N, K) >= PACKED_MIN
+def packed_path(dtype: str, M: int, N: int, K: int, config: dict | None = None) -> bool:
+    """Whether `matmul` takes the pre-packed path: bfloat16 on AMX, large enough in every dim, and no
+    matmul_kernel config given (one with an ORDER)."""
+    return (dtype == "bfloat16" and min(M, N, K) >= PACKED_MIN and "ORDER" not in (config or {})
             and choose_path(codegen_options(current_target()), dt.bfloat16) == "amx")
 
 
@@ -260,7 +261,7 @@ def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.
         rows = reshaped_view(a3, (1, a3.shape[0] * M, K))
         if rows is not None:
             a3, b3, c3, M = rows, b3[:1], c3.reshape((1, -1, N)), rows.shape[1]
-    if packed_path(da.name, M, N, K) and (config is None or "ORDER" not in config):
+    if packed_path(da.name, M, N, K, config):
         matmul_packed(a3, b3, c3, config)
     else:
         matmul_kernel(a3, b3, c3, **(config or tuned_config(da.name, a3, b3, c3)))
