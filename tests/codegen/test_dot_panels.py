@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import re
 
 import numpy as np
 import pytest
@@ -21,11 +20,15 @@ from hypothesis import strategies as st
 
 import tilelang as tl
 from codegen import dot_pack
-from codegen.analysis import MICRO, analyze
+from codegen.analysis import MICRO
 from codegen.dot import FMA_BLOCKS
 from codegen.target import host_target
 from tests.codegen import test_dot
+from tests.codegen.test_analysis import counts_of
 from tests.codegen.test_dot import HAS_AMX, _fresh, _np, _out, _rand, check
+from tests.lang.test_errors import check as check_error
+from tests.lang.test_errors import error_of
+from tests.ops.test_matmul import check as check_matmul
 
 path = test_dot.path  # the fixture forcing a dot path
 mm_op = importlib.import_module("ops.matmul")  # the module (ops.matmul is also the function)
@@ -125,14 +128,14 @@ def test_one_tile_widths(path, dtype):
     native, interp = _fresh(one_tile), tl.jit(one_tile.fn, interpret=True)
     for M, W, P, K, acc in TILES:
         a, b, bp, c0, consts = _one_tile_args(rng, dtype, M, W, P, K, acc)
-        bp = poisoned(bp) if M % 2 else bp  # in place from a strided view too
-        outs = []
-        for k in (native, interp):
-            c = _out(M, P * W, dtype) if c0 is None else c0.copy()
-            k(a, bp, c, **consts)
-            check(c, a, b, None if c0 is None else c0.astype(np.float64))
-            outs.append(c)
-        agree(outs[0], outs[1], a, b)
+        for panels in (bp, poisoned(bp)):  # contiguous, and a strided view with NaN past its edges
+            outs = []
+            for k in (native, interp):
+                c = _out(M, P * W, dtype) if c0 is None else c0.copy()
+                k(a, panels, c, **consts)
+                check(c, a, b, None if c0 is None else c0.astype(np.float64))
+                outs.append(c)
+            agree(outs[0], outs[1], a, b)
 
 
 # ---- in place or packed: decided at compile time --------------------------------------------------
@@ -205,7 +208,7 @@ def _loop_blocks(dtype: str) -> dict:
     return {"BM": 40, "PB": 2, "BK": 128, "W": W, "G": group(dtype)}
 
 
-def _run_loop(kernel, rng, dtype, Z, M, N, K, blocks):
+def _run_loop(kernel, rng, dtype, Z, M, N, K, blocks) -> None:
     a = np.stack([_rand(rng, (M, K), dtype) for _ in range(Z)])
     b = np.stack([_rand(rng, (K, N), dtype) for _ in range(Z)])
     bp = poisoned(np.stack([pack_panels(b[z], blocks["W"]) for z in range(Z)]))
@@ -213,7 +216,6 @@ def _run_loop(kernel, rng, dtype, Z, M, N, K, blocks):
     kernel(a, bp, c, **blocks)
     for z in range(Z):
         check(c[z], a[z], b[z])
-    return a, b, c
 
 
 @pytest.mark.parametrize("path,dtype", CASES, indirect=["path"])
@@ -229,12 +231,9 @@ def test_k_loop_ragged_and_whole(path, dtype):
     native, interp = _fresh(mm_panels), tl.jit(mm_panels.fn, interpret=True)
     ragged = (2, 93, 3 * PB * W - W - 5, 2 * blocks["BK"] + 23)  # K % 4 == 3: the last k group padded
     whole = (2, 2 * blocks["BM"], 2 * PB * W, 2 * blocks["BK"])
-    for Z, M, N, K in (ragged, whole):
-        seed = int(rng.integers(1 << 30))
-        a, b, c = _run_loop(native, np.random.default_rng(seed), dtype, Z, M, N, K, blocks)
-        _, _, ci = _run_loop(interp, np.random.default_rng(seed), dtype, Z, M, N, K, blocks)
-        for z in range(Z):
-            agree(c[z], ci[z], a[z], b[z])
+    for Z, M, N, K in (ragged, whole):  # (each within check's bound of the reference: they agree)
+        for kernel in (native, interp):
+            _run_loop(kernel, rng, dtype, Z, M, N, K, blocks)
 
 
 @pytest.mark.parametrize("path,dtype", [("fma", "float32"), ("amx", "bfloat16"), ("amx", "int8"),
@@ -282,7 +281,7 @@ def _packed_check(rng, Z, M, N, K, config):
     b = rng.standard_normal((Z, K, N), np.float32).astype(BF16)
     c = np.full((Z, M, N), np.nan, np.float32)
     mm_op.matmul_packed(a, b, c, config)
-    np.testing.assert_allclose(c, mm_op.ref_matmul(a, b, np.float32), rtol=1e-5, atol=2e-6 * max(K, 1))
+    check_matmul(a, b, c)
 
 
 @pytest.mark.parametrize("path", ["amx", "fma"], indirect=True)
@@ -326,36 +325,6 @@ def test_pack_kernels_layout():
         np.testing.assert_array_equal(bp, np.stack([pack_panels(padded[z], W) for z in range(Z)]))
 
 
-@pytest.mark.skipif(not HAS_AMX, reason=test_dot.NO_AMX)
-def test_matmul_takes_the_packed_path(monkeypatch):
-    """ops.matmul on bfloat16 at least PACKED_MIN in every dim goes through matmul_packed, with a
-    bfloat16 and a float32 output, batched and ragged (PACKED_MIN lowered to keep the shapes small)."""
-    lo = mm_op.PACKED_MIN
-    assert mm_op.packed_path("bfloat16", lo, lo, lo) and not mm_op.packed_path("bfloat16", lo, lo - 1, lo)
-    assert not mm_op.packed_path("float32", lo, lo, lo) and not mm_op.packed_path("int8", lo, lo, lo)
-    monkeypatch.setattr(mm_op, "PACKED_MIN", 256)
-    M, N, K = 257, 263, 300
-    rng = np.random.default_rng(8)
-    a = rng.standard_normal((2, M, K), np.float32).astype(BF16)
-    b = rng.standard_normal((2, K, N), np.float32).astype(BF16)
-    calls = []
-    packed = mm_op.matmul_packed
-
-    def spy(*args):
-        calls.append(args[2].shape)
-        return packed(*args)
-    monkeypatch.setattr(mm_op, "matmul_packed", spy)
-    c32 = mm_op.matmul(a, b, out_dtype=np.float32)
-    c16 = mm_op.matmul(a, b)
-    assert calls == [(2, M, N), (2, M, N)]
-    np.testing.assert_allclose(c32, mm_op.ref_matmul(a, b, np.float32), rtol=1e-5, atol=2e-6 * K)
-    assert c16.dtype == BF16
-    np.testing.assert_allclose(c16.astype(np.float32), mm_op.ref_matmul(a, b).astype(np.float32),
-                               rtol=2 ** -7, atol=2e-6 * K)
-    mm_op.matmul(a[:, :255], b)  # below PACKED_MIN in M: the per-program packing kernel
-    assert len(calls) == 2
-
-
 @pytest.mark.parametrize("config", [{"BM": 40}, {"BN": 48}, {"BK": 16}, {"BM": 64, "ORDER": "ij"}])
 def test_matmul_packed_rejects_bad_configs(config):
     a3 = np.zeros((1, 8, 8), BF16)
@@ -370,21 +339,6 @@ def test_matmul_packed_every_config(config):
 
 # ---- errors at the author's line --------------------------------------------------------------------
 
-def _error(kernel, *args) -> str:
-    with pytest.raises(tl.KernelError) as e:
-        kernel(*args)
-    import inspect
-    lines, first = inspect.getsourcelines(kernel.fn)
-    line = first + next(i for i, s in enumerate(lines) if "# here" in s)
-    text = str(e.value)
-    assert re.search(rf"--> .*test_dot_panels\.py:{line}:\d+", text), text
-    assert "^" in text, text
-    ours = text.replace("tests/codegen/test_dot_panels.py", "")  # (this file sits under a codegen/ too)
-    for internal in ("codegen/", "semantic.py", "frontend.py", "Traceback"):
-        assert internal not in ours, text
-    return text
-
-
 A32 = np.zeros((16, 64), np.float32)
 B3 = np.zeros((2, 64, 16), np.float32)
 C32 = np.zeros((16, 32), np.float32)
@@ -394,14 +348,14 @@ def test_error_unknown_layout():
     @tl.jit
     def k(a, bp, c):
         c[0:16, 0:32] = tl.dot(a[0:16, 0:64], bp[0:2, 0:64, 0:16], b_layout="rows")  # here
-    assert "b_layout must be None or 'panels', got 'rows'" in _error(k, A32, B3, C32)
+    check_error(error_of(k, A32, B3, C32), k, "here", "b_layout must be None or 'panels', got 'rows'")
 
 
 def test_error_two_dimensional_b():
     @tl.jit
     def k(a, b, c):
         c[0:16, 0:32] = tl.dot(a[0:16, 0:64], b[0:64, 0:32], b_layout="panels")  # here
-    assert "a 3-D b" in _error(k, A32, np.zeros((64, 32), np.float32), C32)
+    check_error(error_of(k, A32, np.zeros((64, 32), np.float32), C32), k, "here", "a 3-D b")
 
 
 def test_error_width_not_a_multiple_of_16():
@@ -410,8 +364,9 @@ def test_error_width_not_a_multiple_of_16():
         c[0:16, 0:16] = tl.dot(a[0:16, 0:64], bp[0:2, 0:32, 0:16], b_layout="panels")  # here
     # bfloat16: 16 elements per group row are 8 columns of k pairs
     a, bp = np.zeros((16, 64), BF16), np.zeros((2, 32, 16), BF16)
-    text = _error(k, a, bp, np.zeros((16, 16), np.float32))
-    assert "multiple of 16 columns wide" in text and "multiple of 32 for bfloat16" in text
+    err = error_of(k, a, bp, np.zeros((16, 16), np.float32))
+    check_error(err, k, "here", "multiple of 16 columns wide")
+    assert "multiple of 32 for bfloat16" in str(err)
 
 
 def test_error_k_mismatch():
@@ -419,7 +374,7 @@ def test_error_k_mismatch():
     def k(a, bp, c):
         c[0:16, 0:32] = tl.dot(a[0:16, 0:64], bp[0:2, 0:31, 0:32], b_layout="panels")  # here
     a, bp = np.zeros((16, 64), BF16), np.zeros((2, 31, 32), BF16)
-    assert "a has K = 64 but the panels of b hold K = 2 * 31 = 62" in _error(k, a, bp, C32)
+    check_error(error_of(k, a, bp, C32), k, "here", "a has K = 64 but the panels of b hold K = 2 * 31 = 62")
 
 
 def test_error_dtype_mismatch():
@@ -427,15 +382,10 @@ def test_error_dtype_mismatch():
     def k(a, bp, c):
         c[0:16, 0:32] = tl.dot(a[0:16, 0:64], bp[0:2, 0:32, 0:32], b_layout="panels")  # here
     a, bp = np.zeros((16, 64), np.float32), np.zeros((2, 32, 32), BF16)
-    assert "one float or int8 dtype, got float32 and bfloat16" in _error(k, a, bp, C32)
+    check_error(error_of(k, a, bp, C32), k, "here", "one float or int8 dtype, got float32 and bfloat16")
 
 
 # ---- the cost model -----------------------------------------------------------------------------
-
-def counts_of(fn, *args, **consts):
-    key, values, cs = fn.bind(args, consts)
-    return analyze(fn.trace(fn.params(key), cs), values)
-
 
 @tl.jit
 def plain_tile(a, b, c, BM: tl.constexpr, N: tl.constexpr, K: tl.constexpr):

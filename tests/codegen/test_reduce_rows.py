@@ -9,6 +9,7 @@ import pytest
 
 import tilelang as tl
 from codegen import lower
+from tests.lang.test_primitives import both
 
 # rows around the group size; columns: one vector, a remainder of full vectors per accumulator group,
 # a ragged tail, and the 256 of attention's key blocks
@@ -40,13 +41,6 @@ def _lazy(x, y, KIND: tl.constexpr, M: tl.constexpr, N: tl.constexpr):
     y[0:M] = getattr(tl.exp(t - 1.0) * 2.0, KIND)(axis=1)  # reduces a fused elementwise chain
 
 
-def _both(kernel, x, y, **kw):
-    yc, yi = y.copy(), y.copy()
-    kernel(x, yc, **kw)
-    tl.jit(kernel.fn, interpret=True)(x, yi, **kw)
-    return yc, yi
-
-
 def _data(shape, d, seed, nan=False):
     rng = np.random.default_rng(seed)
     if d == np.int32:
@@ -76,7 +70,7 @@ def _check(yc, yi, kind, d, x, axis):
 @pytest.mark.parametrize("n", COLS)
 def test_rows_2d(kind, d, m, n):
     x = _data((m, n), d, m * 1000 + n, nan=(d == np.float32 and kind != "sum"))
-    yc, yi = _both(_rows2d, x, np.zeros((m, 1), d), KIND=kind, M=m, N=n)
+    (_, yc), (_, yi) = both(_rows2d, x, np.zeros((m, 1), d), KIND=kind, M=m, N=n)
     _check(yc, yi, kind, d, x, 1)
 
 
@@ -85,7 +79,7 @@ def test_rows_2d(kind, d, m, n):
 def test_rows_3d(kind, d):
     a, m, n = 3, lower.ROW_GROUP + 2, 80
     x = _data((a, m, n), d, 7, nan=(d == np.float32 and kind == "max"))
-    yc, yi = _both(_rows3d, x, np.zeros((a, m), d), KIND=kind, A=a, M=m, N=n)
+    (_, yc), (_, yi) = both(_rows3d, x, np.zeros((a, m), d), KIND=kind, A=a, M=m, N=n)
     _check(yc, yi, kind, d, x, 2)
 
 
@@ -94,7 +88,7 @@ def test_rows_3d(kind, d):
 @pytest.mark.parametrize("shape", [(128, 256), (7, 35)])
 def test_whole_tile(kind, nan, shape):
     x = _data(shape, np.float32, 11, nan=nan)
-    yc, yi = _both(_whole, x, np.zeros(1, np.float32), KIND=kind, M=shape[0], N=shape[1])
+    (_, yc), (_, yi) = both(_whole, x, np.zeros(1, np.float32), KIND=kind, M=shape[0], N=shape[1])
     _check(yc, yi, kind, np.float32, x, None)
 
 
@@ -102,7 +96,7 @@ def test_whole_tile(kind, nan, shape):
 def test_lazy_source(kind):
     m, n = 9, 100
     x = _data((m, n), np.float32, 5, nan=(kind == "max"))
-    yc, yi = _both(_lazy, x, np.zeros(m, np.float32), KIND=kind, M=m, N=n)
+    (_, yc), (_, yi) = both(_lazy, x, np.zeros(m, np.float32), KIND=kind, M=m, N=n)
     if kind == "sum":  # exp rounds differently compiled and interpreted: a relative bound
         np.testing.assert_allclose(yc, yi, rtol=1e-5)
     else:
@@ -115,5 +109,5 @@ def test_max_nan_in_every_position():
     x = _data((m, n), np.float32, 3)
     x[np.arange(m), np.arange(m) % n] = np.nan
     for kind in ("max", "min"):
-        yc, yi = _both(_rows2d, x, np.zeros((m, 1), np.float32), KIND=kind, M=m, N=n)
+        (_, yc), (_, yi) = both(_rows2d, x, np.zeros((m, 1), np.float32), KIND=kind, M=m, N=n)
         assert np.isnan(yc).all() and np.isnan(yi).all()

@@ -2,12 +2,11 @@
 tiles, widths that are not powers of two and ragged (masked) edges; the lowering's emitter on every
 column and width; and the errors an author gets."""
 import ctypes
-import re
 
 import llvmlite.binding as llvm
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from llvmlite import ir
 
@@ -19,6 +18,8 @@ from codegen.target import host_target
 from codegen.tiles import Buf, interleave_tiles
 from codegen.verify import verify
 from tests.codegen.llvm_harness import target_machine
+from tests.lang.test_errors import check as check_error
+from tests.lang.test_errors import error_of
 from tests.lang.test_primitives import both
 
 DTYPES = [tl.float32, tl.bfloat16, tl.float16, tl.int8, tl.int32, tl.float8_e4m3fn, tl.float8_e5m2, tl.bool_]
@@ -139,18 +140,15 @@ def test_bf16_row_pairs(N, W):
 
 
 @settings(max_examples=12, deadline=None)
+@example(d=tl.int8, B=1, levels=5)
+@example(d=tl.int8, B=3, levels=5)
+@example(d=tl.int8, B=6, levels=5)
 @given(d=st.sampled_from([tl.bfloat16, tl.int8, tl.float32, tl.bool_]), B=st.integers(1, 9),
        levels=st.integers(1, 5))
 def test_nested_odd_columns(d, B, levels):
     # stores take vectors at multiples of 16 columns, so the interleaves 5 levels down are read at odd ones
     x = rand_bits(np.random.default_rng(B), (2 ** levels, B), d)
     check_out(il_tree, [x, np.zeros(B << levels, d.np)], tree_ref(x), B=B, LEVELS=levels)
-
-
-@pytest.mark.parametrize("B", [1, 3, 6])
-def test_five_levels(B):
-    x = rand_bits(np.random.default_rng(B), (32, B), tl.int8)
-    check_out(il_tree, [x, np.zeros(B << 5, np.int8)], tree_ref(x), B=B, LEVELS=5)
 
 
 @pytest.mark.parametrize("d", [tl.float32, tl.bfloat16, tl.int8], ids=lambda d: d.name)
@@ -231,23 +229,6 @@ def test_emitter_every_column_and_width(d):
 
 
 # ---- errors ---------------------------------------------------------------------------------------
-
-
-def error_of(kernel, *args) -> tl.KernelError:
-    with pytest.raises(tl.KernelError) as e:
-        kernel(*args)
-    return e.value
-
-
-def check_error(err: tl.KernelError, kernel, marker: str, phrase: str) -> None:
-    import inspect
-    lines, first = inspect.getsourcelines(kernel.fn)
-    line = first + next(i for i, s in enumerate(lines) if f"# {marker}" in s)
-    text = str(err)
-    assert re.search(rf"--> .*test_interleave\.py:{line}:\d+", text), text
-    assert phrase in text and "^" in text, text
-    for internal in ("codegen/", "semantic.py", "frontend.py", "Traceback"):
-        assert internal not in text, text
 
 
 f32 = np.zeros(16, np.float32)

@@ -140,11 +140,16 @@ def test_bfloat16_pre_packed_path(monkeypatch):
     """Large bfloat16 products on AMX pack A and B once per call (ops.matmul.matmul_packed); every dim
     is lowered to 1 here so small ragged, batched, broadcast and transposed shapes take that path."""
     mm = importlib.import_module("ops.matmul")
+    lo = mm.PACKED_MIN
+    amx = mm.packed_path("bfloat16", lo, lo, lo)
+    for dims in ((lo - 1, lo, lo), (lo, lo - 1, lo), (lo, lo, lo - 1)):  # every dim at least PACKED_MIN
+        assert not mm.packed_path("bfloat16", *dims)
+    assert not mm.packed_path("bfloat16", lo, lo, lo, dict(mm.DEFAULTS["bfloat16"]))  # ORDER: matmul_kernel
+    assert not mm.packed_path("float32", lo, lo, lo) and not mm.packed_path("float16", lo, lo, lo)
     calls = []
     real = mm.matmul_packed
     monkeypatch.setattr(mm, "PACKED_MIN", 1)
     monkeypatch.setattr(mm, "matmul_packed", lambda *a, **k: calls.append(1) or real(*a, **k))
-    amx = mm.packed_path("bfloat16", 64, 64, 64)
     rng = np.random.default_rng(11)
     a = rng.standard_normal((2, 1, 67, 129), np.float32).astype(BF16)
     b = rng.standard_normal((3, 45, 129), np.float32).astype(BF16).transpose(0, 2, 1)  # strided, no copy
@@ -158,7 +163,10 @@ def test_bfloat16_pre_packed_path(monkeypatch):
     at = np.ascontiguousarray(a[0, 0].T).T  # a column-major A: packed by transposing strips (pack_at_kernel)
     check(at, b[0], ops.matmul(at, b[0], out_dtype=np.float32))
     assert len(calls) == (1 if amx else 0)
-    assert not mm.packed_path("float32", 4096, 4096, 4096)
     if amx:
         with pytest.raises(ValueError, match="pre-packed config"):
             ops.matmul(a, b, config={"BM": 20, "BN": 64, "BK": 64})
+    calls.clear()
+    monkeypatch.setattr(mm, "PACKED_MIN", 68)  # M = 67 below it: the per-program packing kernel
+    check(a, b, ops.matmul(a, b, out_dtype=np.float32))
+    assert not calls
