@@ -120,6 +120,39 @@ def bucket(n: int) -> int:
     return 0 if n <= 0 else 1 << (int(n) - 1).bit_length()
 
 
+def fit(tile: int, extent: int, quantum: int, *, gain: float = 0.03) -> int:
+    """A tile size for `extent`, a multiple of `quantum`, that pads it less than `tile` does (tiles are computed
+    whole: 640 in 512-tiles computes 1024, in 320-tiles 640): as many tiles as `tile` takes, made equal; or,
+    where that pads `gain` more than the least-padding size between tile / 2 and tile, that size (more, smaller
+    tiles: worth it only for a clear saving, since fewer tiles balance better across threads)."""
+    if extent <= 0 or tile <= quantum:
+        return tile
+
+    def padded(t: int) -> int:
+        return -(-extent // t) * t
+    even = min(tile, -(-extent // (-(-extent // tile) * quantum)) * quantum)
+    least = min(range(max(quantum, -(-tile // 2 // quantum) * quantum), tile + 1, quantum),
+                key=lambda t: (padded(t), -t))
+    return least if padded(least) < (1 - gain) * padded(even) else even
+
+
+def spread(bm: int, bn: int, M: int, N: int, threads: int, *, batch: int = 1, floor: int = 64) -> tuple[int, int]:
+    """Power-of-two tile sizes (bm, bn) of a `batch` x (M, N) grid, halved (the larger first) until the grid
+    over the shapes' buckets has a program for every thread: a default tile as large as the whole product
+    leaves the other threads idle. A tile is halved only above `floor` and while it is no larger than its
+    dimension's bucket (each halving doubles the programs). Depends on the shapes only through buckets."""
+    m, n = bucket(M), bucket(N)
+    while bucket(batch) * -(-m // bm) * -(-n // bn) < threads:
+        split_m, split_n = floor < bm <= m, floor < bn <= n
+        if split_m and (bm >= bn or not split_n):
+            bm //= 2
+        elif split_n:
+            bn //= 2
+        else:
+            break
+    return bm, bn
+
+
 def bind(kernel, args: Sequence, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The call's arguments by parameter name (defaults left out)."""
     try:

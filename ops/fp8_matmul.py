@@ -8,8 +8,9 @@ import importlib
 
 import numpy as np
 
+import csrc
 from autotune import Config
-from autotune.space import grid
+from autotune.space import grid, spread
 from codegen import dtypes as dt
 from ops import _tuned
 from ops import fp8_kernels as K
@@ -39,9 +40,10 @@ def space_for(am: int, bmode: int, block: int) -> list[Config]:
     return [c for c in grid(s) if c["BM"] * c["BN"] <= BLOCKED_TILE]
 
 
-def default_config(M: int, N: int, K: int, am: int, bmode: int, block: int) -> dict:
+def default_config(M: int, N: int, K: int, am: int, bmode: int, block: int, threads: int = 1) -> dict:
     """Tiles until the tuner has something better: 512 x 512 x 256 (with block scales: K blocks of `block`,
-    M / N tiles that divide `block` for an operand with block x block scales, BM x BN <= BLOCKED_TILE)."""
+    M / N tiles that divide `block` for an operand with block x block scales, BM x BN <= BLOCKED_TILE),
+    halved until every thread has a program (`autotune.space.spread`)."""
     bm = min(MM_TILE, pow2ceil(M, 16, MM_TILE))
     bn = min(MM_TILE, pow2ceil(N, 16, MM_TILE))
     bk = min(MM_BK, pow2ceil(K, 32, MM_BK))
@@ -53,6 +55,7 @@ def default_config(M: int, N: int, K: int, am: int, bmode: int, block: int) -> d
         if bmode == 3:
             bn = min(bn, fit)
         bm = min(bm, max(16, BLOCKED_TILE // bn))
+    bm, bn = spread(bm, bn, M, N, threads)
     return {"BM": bm, "BN": bn, "BK": bk}
 
 
@@ -61,7 +64,7 @@ def tuned_config(args: tuple, fixed: dict) -> dict:
     (M, Ka), N = args[0].shape, args[5].shape[1]
     am, bmode, block = fixed["AM"], fixed["BMODE"], fixed["BLK"]
     return _tuned.tuned_config(K.scaled_mm, lambda: space_for(am, bmode, block), args, fixed,
-                               lambda: default_config(M, N, Ka, am, bmode, block))
+                               lambda: default_config(M, N, Ka, am, bmode, block, csrc.num_threads()))
 
 
 def _scale_array(s, name: str) -> np.ndarray:
@@ -179,6 +182,8 @@ def scaled_matmul(a, b, scale_a, scale_b, *, bias=None, out_dtype=np.float32, sc
     cfg = dict(config or {})
     if not {"BM", "BN", "BK"} <= set(cfg):
         cfg = {**tuned_config(args, fixed), **cfg}
+    if config is None and am < 2 and bmode < 2:  # (block scales tie BK, and maybe BM / BN, to the block)
+        cfg = _mm.fitted(cfg, M, N, Ka)
     if (am >= 2 or bmode >= 2) and cfg["BK"] != block:
         raise ValueError(f"block scales need BK == block ({block}), got config BK={cfg['BK']}")
     if am == 3 and block % cfg["BM"] or bmode == 3 and block % cfg["BN"]:

@@ -14,7 +14,7 @@ import numpy as np
 
 import csrc
 import tilelang as tl
-from autotune.space import bucket
+from autotune.space import bucket, fit, spread
 from codegen import dtypes as dt
 from codegen.dot import choose_path
 from ops import _tuned
@@ -27,6 +27,14 @@ DEFAULTS = {  # tile sizes per input dtype until the tuner has something better 
     "bfloat16": {"BM": 512, "BN": 512, "BK": 256, "ORDER": "ij"},
     "float16": {"BM": 256, "BN": 256, "BK": 256, "ORDER": "ij"},
 }
+FIT_QUANTA = {"BM": 16, "BN": 16, "BK": 32}  # fitted tile sizes are multiples of these (AMX tile rows, k-step)
+
+
+def fitted(cfg: dict, M: int, N: int, K: int, quanta: dict = FIT_QUANTA) -> dict:
+    """`cfg` with BM, BN and BK fitted to the product (`autotune.space.fit`): as many blocks, each as small as
+    they can be in multiples of `quanta`, so a ragged shape computes little padding (bfloat16 n = 640 on
+    1 thread: 2.5x). Every distinct fitted size is one more compile (about 0.2 s, then cached on disk)."""
+    return {**cfg, **{k: fit(cfg[k], n, quanta[k]) for k, n in (("BM", M), ("BN", N), ("BK", K))}}
 
 
 @tl.jit
@@ -129,6 +137,7 @@ def packed_block(ap, bp, z, i, j, KB, BM, BN, BK, W):
 PACKED_SPACE = [{"BM": m, "BN": n, "BK": k} for m in (64, 128, 256, 512) for n in (128, 256, 512, 1024)
                 for k in (128, 256, 512) if m * n * 4 + (m + n) * k * 2 <= 2 << 20]
 PACKED_DEFAULT = {"BM": 256, "BN": 512, "BK": 256}
+PACKED_QUANTA = {"BM": 16, "BN": PANEL_W, "BK": 32}  # what the pre-packed layout needs of a config
 PACKED_MIN = 1536  # every dim at least this (n = 1024: per-program packing measured level or faster)
 SCRATCH_CACHE_BYTES = 64 << 20  # packed operands up to this size keep their buffers across calls
 
@@ -138,6 +147,11 @@ def packed_path(dtype: str, M: int, N: int, K: int, config: dict | None = None) 
     matmul_kernel config given (one with an ORDER)."""
     return (dtype == "bfloat16" and min(M, N, K) >= PACKED_MIN and "ORDER" not in (config or {})
             and choose_path(codegen_options(current_target()), dt.bfloat16) == "amx")
+
+
+def packed_config(M: int, N: int, K: int, config: dict | None = None) -> dict:
+    """The pre-packed path's tile sizes: `config` over PACKED_DEFAULT, else PACKED_DEFAULT fitted to the shape."""
+    return {**PACKED_DEFAULT, **config} if config else fitted(PACKED_DEFAULT, M, N, K, PACKED_QUANTA)
 
 
 def _scratch(name: str, shape: tuple, dtype) -> np.ndarray:
@@ -159,12 +173,12 @@ _SCRATCH = threading.local()
 def pack_operands(a3, b3, config: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """(ap, bp, config): a3 (Z, M, K) and b3 (Z, K, N) packed for the pre-packed kernels, as bfloat16 (FP8
     operands widen exactly), in this thread's scratch buffers; `config` (PACKED_DEFAULT's keys) checked."""
-    config = {**PACKED_DEFAULT, **(config or {})}
+    (Z, M, K), N = a3.shape, b3.shape[2]
+    config = packed_config(M, N, K, config)
     BM, BN, BK = config["BM"], config["BN"], config["BK"]
     if set(config) != set(PACKED_DEFAULT) or BM % 16 or BN % PANEL_W or BK % 32 or min(BM, BN, BK) <= 0:
         raise ValueError(f"matmul: a pre-packed config has BM (a multiple of 16), BN (of {PANEL_W}) and BK "
                          f"(of 32), got {config}")
-    (Z, M, K), N = a3.shape, b3.shape[2]
     KB = -(-K // BK)
     ap = _scratch("a", (Z, -(-M // BM), KB, BM, BK), dt.bfloat16.np)
     bp = _scratch("b", (Z, -(-N // BN) * (BN // PANEL_W), KB * BK // 2, 2 * PANEL_W), dt.bfloat16.np)
@@ -193,20 +207,34 @@ def tuned_config(dtype: str, a3, b3, c3) -> dict:
     fills it), else the defaults (`ops._tuned`: read once per bucket)."""
     (_, M, K), N = a3.shape, b3.shape[2]
     return _tuned.tuned_config(matmul_kernel, SPACE, (a3, b3, c3), {},
-                               lambda: default_config(dtype, M, N, K, csrc.num_threads()))
+                               lambda: default_config(dtype, M, N, K, csrc.num_threads(), batch=a3.shape[0]))
 
 
-def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1) -> dict:
+def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1, batch: int = 1) -> dict:
     """The defaults of DEFAULTS, with the M tile shrunk to the next power of two for short M (decode-like
     shapes: M = 1 would otherwise compute a whole BM-row tile of padding). A float32 product of at most
     STREAM_ROWS rows (GEMV-like) streams B from memory: one column block per thread, so each streams the
-    longest row runs (measured at M = 1, K = N = 4096: 256-column blocks 0.65x NumPy, whole rows 1.0x)."""
+    longest row runs (measured at M = 1, K = N = 4096: 256-column blocks 0.65x NumPy, whole rows 1.0x).
+    Otherwise the tiles shrink until every thread has a program of the `batch` products (`spread`)."""
     cfg = dict(DEFAULTS[dtype])
     if M < cfg["BM"]:
         cfg["BM"] = bucket(M)
     if dtype == "float32" and M <= STREAM_ROWS:  # (from N's bucket: ops._tuned caches defaults per bucket)
         cfg["BN"] = max(cfg["BN"], min(STREAM_BN, bucket(-(-bucket(N) // max(1, threads)))))
+    else:  # a program per thread (bfloat16 n = 512 on 2 threads: one 512 x 512 tile ran at 0.51x two)
+        cfg["BM"], cfg["BN"] = spread(cfg["BM"], cfg["BN"], M, N, threads, batch=batch)
     return cfg
+
+
+def launch_config(dtype: str, a3, b3, c3, config: dict | None = None) -> dict:
+    """The tile sizes `matmul` runs these 3-D operands with: on the pre-packed path (`packed_path`) its
+    config (`packed_config`), else matmul_kernel's: `config`, or the tuned or default one fitted to the shape
+    (float32 K in multiples of 16: the FMA dot has no k-step)."""
+    (_, M, K), N = a3.shape, b3.shape[2]
+    if packed_path(dtype, M, N, K, config):
+        return packed_config(M, N, K, config)
+    quanta = {**FIT_QUANTA, "BK": 16} if dtype == "float32" else FIT_QUANTA
+    return config or fitted(tuned_config(dtype, a3, b3, c3), M, N, K, quanta)
 
 
 def ref_matmul(a: np.ndarray, b: np.ndarray, out_dtype=None) -> np.ndarray:
@@ -261,10 +289,11 @@ def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.
         rows = reshaped_view(a3, (1, a3.shape[0] * M, K))
         if rows is not None:
             a3, b3, c3, M = rows, b3[:1], c3.reshape((1, -1, N)), rows.shape[1]
+    cfg = launch_config(da.name, a3, b3, c3, config)
     if packed_path(da.name, M, N, K, config):
-        matmul_packed(a3, b3, c3, config)
+        matmul_packed(a3, b3, c3, cfg)
     else:
-        matmul_kernel(a3, b3, c3, **(config or tuned_config(da.name, a3, b3, c3)))
+        matmul_kernel(a3, b3, c3, **cfg)
     if not direct:
         out[...] = target.reshape(shape)
     return out

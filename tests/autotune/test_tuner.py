@@ -6,12 +6,14 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import autotune
 import tilelang as tl
 from autotune import Config, Options, tune
 from autotune import autotune as autotune_deco
-from autotune.space import bucket, candidates, grid, tuning_key
+from autotune.space import bucket, candidates, fit, grid, spread, tuning_key
 from autotune.strategies import Evolutionary, ModelGuided, RandomSearch, make_strategy, resolve_budget
 from benchmarks.kernels import matmul as mm  # c = a @ b; 512-tiles exceed the 2 MiB of tile buffers (compile failure)
 
@@ -88,6 +90,38 @@ def test_grid_and_constraint():
         candidates(scale, space={"C": [1]})
     with pytest.raises(TypeError, match="exactly one"):
         candidates(scale)
+
+
+@given(st.sampled_from([32, 64, 128, 256, 512, 4096]), st.integers(1, 10000), st.sampled_from([1, 16, 32]))
+def test_fit_pads_less_and_leaves_whole_tiles_alone(tile, extent, quantum):
+    t = fit(tile, extent, quantum)
+
+    def padded(x):
+        return -(-extent // x) * x
+    assert t % quantum == 0 and t <= tile and padded(t) <= padded(tile)
+    assert t >= tile // 2 or -(-extent // t) == -(-extent // tile)  # smaller only as an even split
+    if extent % tile == 0:
+        assert t == tile  # a shape in whole tiles runs them unchanged
+
+
+def test_fit_examples():
+    assert fit(512, 640, 16) == 320 and fit(256, 1600, 16) == 160  # exact splits
+    assert fit(512, 1000, 16) == 512  # 2 tiles of 512 rather than 3 of 336 for 1.6% less padding
+    assert fit(512, 300, 16) == 304 and fit(256, 640, 32) == 160
+
+
+@given(st.sampled_from([64, 128, 256, 512]), st.sampled_from([64, 128, 256, 512]), st.integers(1, 3000),
+       st.integers(1, 3000), st.integers(1, 8), st.integers(1, 4))
+def test_spread_gives_every_thread_a_program(bm, bn, M, N, threads, batch):
+    m, n = spread(bm, bn, M, N, threads, batch=batch)
+    assert (m, n) == spread(bm, bn, bucket(M), bucket(N), threads, batch=bucket(batch))  # buckets only
+    assert m <= bm and n <= bn and bm % m == 0 and bn % n == 0
+    programs = bucket(batch) * -(-bucket(M) // m) * -(-bucket(N) // n)
+    if programs < threads:  # only where no tile can split its dimension further
+        assert not (64 < m <= bucket(M)) and not (64 < n <= bucket(N))
+    if (m, n) != (bm, bn):  # each halving doubled the programs, and the last one was needed
+        assert programs < 2 * threads
+    assert spread(bm, bn, M, N, 1, batch=batch) == (bm, bn)
 
 
 def test_tuning_key_buckets_shapes_to_powers_of_two():

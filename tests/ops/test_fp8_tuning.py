@@ -94,7 +94,8 @@ def test_untuned_calls_run_the_defaults(tmp_path):
     _tuned._TUNED.clear()
     with tl.config.scope(cache_dir=str(tmp_path)):
         fp8.scaled_matmul(a, b, sa, sb)
-    assert list(_tuned._TUNED.values()) == [fp8_matmul.default_config(37, 45, 300, 0, 0, 128)]
+    assert list(_tuned._TUNED.values()) == [fp8_matmul.default_config(37, 45, 300, 0, 0, 128,
+                                                                     fp8_matmul.csrc.num_threads())]
 
 
 def test_stored_configs_are_picked_up(tmp_path):

@@ -10,6 +10,8 @@ import ops
 import tilelang as tl
 
 BF16 = tl.bfloat16.np
+NP = {"float32": np.float32, "bfloat16": BF16}
+mm = importlib.import_module("ops.matmul")  # the module (ops.matmul is the function)
 DIMS = st.one_of(st.integers(1, 300), st.sampled_from([1, 2, 3, 7, 13, 31, 97, 127, 211, 293]))
 
 
@@ -87,6 +89,28 @@ def test_decode_shapes_stream_b(m):
     check(a, b, out[:, :1100])
 
 
+@pytest.mark.parametrize("dtype,n,threads,batch,tiles", [
+    ("bfloat16", 512, 1, 1, (512, 512)), ("bfloat16", 512, 2, 1, (256, 512)), ("bfloat16", 300, 4, 1, (256, 256)),
+    ("bfloat16", 512, 2, 2, (512, 512)), ("float32", 512, 2, 1, (256, 256)), ("float32", 256, 2, 1, (128, 256))])
+def test_default_tiles_give_every_thread_a_program(dtype, n, threads, batch, tiles):
+    cfg = mm.default_config(dtype, n, n, n, threads, batch=batch)
+    assert (cfg["BM"], cfg["BN"]) == tiles
+    a = np.random.default_rng(n).standard_normal((batch, n, n), np.float32).astype(NP[dtype])
+    check(a, a, ops.matmul(a, a, out_dtype=np.float32, config=cfg))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_ragged_shapes_run_tiles_fitted_to_them(dtype):
+    """640 = 2 x 320: the defaults' 512 / 256 tiles would compute 1024 / 768 rows, mostly padding."""
+    a = np.random.default_rng(1).standard_normal((640, 640), np.float32).astype(NP[dtype])
+    cfg = mm.launch_config(dtype, a[None], a[None], a[None])
+    assert cfg["BM"] in (160, 320) and cfg["BN"] in (160, 320) and cfg["BK"] == 160
+    check(a, a, ops.matmul(a, a, out_dtype=np.float32))
+    big = np.zeros((1, 2048, 2048), a.dtype)  # whole tiles: the defaults unchanged
+    assert mm.launch_config(dtype, big, big, big) == (dict(mm.PACKED_DEFAULT) if mm.packed_path(dtype, 2048, 2048, 2048)
+                                                      else mm.tuned_config(dtype, big, big, big))
+
+
 def test_tile_stores_stay_inside_a_strided_output():
     """Interior C tiles take plain vector stores (one bounds check per tile), edge tiles masked ones:
     neither writes outside the view, whose rows lie inside a wider array."""
@@ -139,7 +163,6 @@ def test_errors():
 def test_bfloat16_pre_packed_path(monkeypatch):
     """Large bfloat16 products on AMX pack A and B once per call (ops.matmul.matmul_packed); every dim
     is lowered to 1 here so small ragged, batched, broadcast and transposed shapes take that path."""
-    mm = importlib.import_module("ops.matmul")
     lo = mm.PACKED_MIN
     amx = mm.packed_path("bfloat16", lo, lo, lo)
     for dims in ((lo - 1, lo, lo), (lo, lo - 1, lo), (lo, lo, lo - 1)):  # every dim at least PACKED_MIN
