@@ -27,7 +27,7 @@ DEFAULTS = {  # tile sizes per input dtype until the tuner has something better 
     "bfloat16": {"BM": 512, "BN": 512, "BK": 256, "ORDER": "ij"},
     "float16": {"BM": 256, "BN": 256, "BK": 256, "ORDER": "ij"},
 }
-FIT_QUANTA = {"BM": 16, "BN": 16, "BK": 32}  # fitted tile sizes are multiples of these (AMX tile rows, k-step)
+FIT_QUANTA = {"BM": 32, "BN": 32, "BK": 32}  # fitted tile sizes are multiples of these (a 2 x 2 AMX block, k-step)
 
 
 def fitted(cfg: dict, M: int, N: int, K: int, quanta: dict = FIT_QUANTA) -> dict:
@@ -137,7 +137,7 @@ def packed_block(ap, bp, z, i, j, KB, BM, BN, BK, W):
 PACKED_SPACE = [{"BM": m, "BN": n, "BK": k} for m in (64, 128, 256, 512) for n in (128, 256, 512, 1024)
                 for k in (128, 256, 512) if m * n * 4 + (m + n) * k * 2 <= 2 << 20]
 PACKED_DEFAULT = {"BM": 256, "BN": 512, "BK": 256}
-PACKED_QUANTA = {"BM": 16, "BN": PANEL_W, "BK": 32}  # what the pre-packed layout needs of a config
+PACKED_QUANTA = {"BM": 32, "BN": PANEL_W, "BK": 32}  # whole 2 x 2 AMX blocks (the layout needs 16, 32, 32)
 PACKED_MIN = 1536  # every dim at least this (n = 1024: per-program packing measured level or faster)
 SCRATCH_CACHE_BYTES = 64 << 20  # packed operands up to this size keep their buffers across calls
 
@@ -229,11 +229,11 @@ def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1, batch: 
 def launch_config(dtype: str, a3, b3, c3, config: dict | None = None) -> dict:
     """The tile sizes `matmul` runs these 3-D operands with: on the pre-packed path (`packed_path`) its
     config (`packed_config`), else matmul_kernel's: `config`, or the tuned or default one fitted to the shape
-    (float32 K in multiples of 16: the FMA dot has no k-step)."""
+    (float32 in multiples of 16: the FMA dot has no tile blocks or k-step)."""
     (_, M, K), N = a3.shape, b3.shape[2]
     if packed_path(dtype, M, N, K, config):
         return packed_config(M, N, K, config)
-    quanta = {**FIT_QUANTA, "BK": 16} if dtype == "float32" else FIT_QUANTA
+    quanta = {"BM": 16, "BN": 16, "BK": 16} if dtype == "float32" else FIT_QUANTA
     return config or fitted(tuned_config(dtype, a3, b3, c3), M, N, K, quanta)
 
 
