@@ -31,7 +31,7 @@ SETTLE_S = 0.15
 SQUARE = (512, 1024, 2048, 4096)
 RAGGED = (1600,)  # a square that whole default tiles do not divide (ops.matmul fits its tiles to it)
 DECODE = ((1, 4096, 4096), (16, 4096, 4096), (64, 4096, 4096))
-PER_PROGRAM = "per-program packing"  # the extra entry of a pre-packed row: matmul_kernel, DEFAULTS, same inputs
+PER_PROGRAM = "per-program packing"  # the extra entry of a pre-packed row: matmul_kernel, DEFAULTS fitted, same inputs
 
 
 def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict) -> Row:
@@ -44,7 +44,7 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict) -> Row:
     packed = mm.packed_path(name, m, n, k)
     fns = {"ours": lambda: ops.matmul(a, b, out=c)}
     if packed:  # what the pre-packed path gains over the per-program packing of matmul_kernel, same inputs
-        c_pp, cfg_pp = np.empty_like(c), dict(mm.DEFAULTS[name])
+        c_pp, cfg_pp = np.empty_like(c), mm.fitted(mm.DEFAULTS[name], m, n, k)
         fns[PER_PROGRAM] = lambda: ops.matmul(a, b, out=c_pp, config=cfg_pp)
     torch = torch_module()
     if dtype == np.float32:
