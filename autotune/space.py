@@ -121,10 +121,10 @@ def bucket(n: int) -> int:
 
 
 def fit(tile: int, extent: int, quantum: int, *, gain: float = 0.03) -> int:
-    """A tile size for `extent`, a multiple of `quantum`, that pads it less than `tile` does (tiles are computed
-    whole: 640 in 512-tiles computes 1024, in 320-tiles 640): as many tiles as `tile` takes, made equal; or,
-    where that pads `gain` more than the least-padding size between tile / 2 and tile, that size (more, smaller
-    tiles: worth it only for a clear saving, since fewer tiles balance better across threads)."""
+    """A tile size (at most `tile`, a multiple of `quantum` as `tile` is) that pads `extent` less: tiles are whole,
+    so 640 in 512-tiles computes 1024 and in 320-tiles 640. The tiles `tile` takes, made equal; or the size
+    between tile / 2 and tile that pads least, where it pads `gain` less than that (more, smaller tiles are
+    worth a clear saving only: fewer tiles balance better across threads)."""
     if extent <= 0 or tile <= quantum:
         return tile
 
