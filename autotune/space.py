@@ -123,15 +123,15 @@ def bucket(n: int) -> int:
 def fit(tile: int, extent: int, quantum: int, *, gain: float = 0.03) -> int:
     """A tile size (at most `tile`, a multiple of `quantum` as `tile` is) that pads `extent` less: tiles are whole,
     so 640 in 512-tiles computes 1024 and in 320-tiles 640. The tiles `tile` takes, made equal; or the size
-    between tile / 2 and tile that pads least, where it pads `gain` less than that (more, smaller tiles are
-    worth a clear saving only: fewer tiles balance better across threads)."""
+    above tile / 2 that pads least, where it pads `gain` less than that (more, smaller tiles are worth a clear
+    saving only: fewer tiles balance better across threads, and half-depth AMX k blocks measured 0.88-0.92x)."""
     if extent <= 0 or tile <= quantum:
         return tile
 
     def padded(t: int) -> int:
         return -(-extent // t) * t
     even = min(tile, -(-extent // (-(-extent // tile) * quantum)) * quantum)
-    least = min(range(max(quantum, -(-tile // 2 // quantum) * quantum), tile + 1, quantum),
+    least = min(range(tile // 2 // quantum * quantum + quantum, tile + 1, quantum),
                 key=lambda t: (padded(t), -t))
     return least if padded(least) < (1 - gain) * padded(even) else even
 

@@ -99,7 +99,7 @@ def test_fit_pads_less_and_leaves_whole_tiles_alone(tile, extent, quantum):
     def padded(x):
         return -(-extent // x) * x
     assert t % quantum == 0 and t <= tile and padded(t) <= padded(tile)
-    assert t >= tile // 2 or -(-extent // t) == -(-extent // tile)  # smaller only as an even split
+    assert t > tile // 2 or -(-extent // t) == -(-extent // tile)  # smaller only as an even split
     if extent % tile == 0:
         assert t == tile  # a shape in whole tiles runs them unchanged
 
