@@ -362,31 +362,46 @@ def scaled_mm(a, b, sa, sb, bias, c, sres, BM: tl.constexpr = 128, BN: tl.conste
                 at = at.to(tl.bfloat16)
                 bt = bt.to(tl.bfloat16)
             if AM >= 2 or BMODE >= 2:
-                f = 1.0
-                if AM == 2:
-                    f = sa[i * BM:(i + 1) * BM, k:k + 1]
-                elif AM == 3:
-                    f = sa[(i * BM) // BLK, k]
-                if BMODE == 2:
-                    f = f * sb[k:k + 1, j * BN:(j + 1) * BN]
-                elif BMODE == 3:
-                    f = f * sb[k, (j * BN) // BLK]
-                acc = acc + tl.dot(at, bt) * f
+                acc = acc + tl.dot(at, bt) * _block_scale(sa, sb, i, j, k, BM, BN, AM, BMODE, BLK)
             else:
                 acc += tl.dot(at, bt)
         _scaled_out(acc, sa, sb, bias, c, sres, i, j, BM, BN, AM, BMODE, HAS_BIAS, SRES, SAT)
 
 
 @tl.jit
+def _block_scale(sa, sb, i, j, k, BM, BN, AM, BMODE, BLK):
+    """What K block k's partial product of the (BM, BN) block (i, j) is scaled by: the block scales of
+    `sa` (mode 2: per row, 3: per BLK x BLK block) times those of `sb` (2: per column, 3: per block)."""
+    f = 1.0
+    if AM == 2:
+        f = sa[i * BM:(i + 1) * BM, k:k + 1]
+    elif AM == 3:
+        f = sa[(i * BM) // BLK, k]
+    if BMODE == 2:
+        f = f * sb[k:k + 1, j * BN:(j + 1) * BN]
+    elif BMODE == 3:
+        f = f * sb[k, (j * BN) // BLK]
+    return f
+
+
+@tl.jit
 def scaled_mm_packed(ap, bp, sa, sb, bias, c, sres, BM: tl.constexpr = 256, BN: tl.constexpr = 512,
                      BK: tl.constexpr = 256, W: tl.constexpr = 32, AM: tl.constexpr = 0, BMODE: tl.constexpr = 0,
-                     HAS_BIAS: tl.constexpr = False, SRES: tl.constexpr = False, SAT: tl.constexpr = False):
-    """scaled_mm with tensor / row scales (AM, BMODE < 2) on the operands `ops.matmul.pack_operands` packed
-    (ap (1, MB, KB, BM, BK), bp (1, P, Kq, 2W), bfloat16: FP8 widens exactly)."""
+                     BLK: tl.constexpr = 128, HAS_BIAS: tl.constexpr = False, SRES: tl.constexpr = False,
+                     SAT: tl.constexpr = False):
+    """scaled_mm on the operands `ops.matmul.pack_operands` packed (ap (1, MB, KB, BM, BK), bp (1, P, Kq, 2W),
+    bfloat16: FP8 widens exactly); with block scales BK == BLK, as in scaled_mm."""
     MB, KB = ap.shape[1], ap.shape[2]
     N = c.shape[1]
     for i, j in tl.grid(MB, tl.cdiv(N, BN)):
-        acc = packed_block(ap, bp, 0, i, j, KB, BM, BN, BK, W)
+        if AM >= 2 or BMODE >= 2:
+            acc = tl.zeros((BM, BN), tl.float32)
+            for k in tl.range(KB):
+                acc = acc + tl.dot(ap[0, i, k, 0:BM, 0:BK],
+                                   bp[0, j * (BN // W):(j + 1) * (BN // W), k * (BK // 2):(k + 1) * (BK // 2), 0:2 * W],
+                                   b_layout="panels") * _block_scale(sa, sb, i, j, k, BM, BN, AM, BMODE, BLK)
+        else:
+            acc = packed_block(ap, bp, 0, i, j, KB, BM, BN, BK, W)
         _scaled_out(acc, sa, sb, bias, c, sres, i, j, BM, BN, AM, BMODE, HAS_BIAS, SRES, SAT)
 
 

@@ -34,18 +34,19 @@ def operands(m, k, n, recipe, fa="e4m3", fb="e4m3", seed=0, spread=2.0):
     return qa, qb, sa, sb
 
 
-def tolerance(a, b, sa, sb, bias=None):
+def tolerance(a, b, sa, sb, bias=None, block=128):
     """Worst-case float32 summation error of the same products and scales (float64 |.| emulation)."""
     k = a.shape[1]
-    mag = ref_scaled_matmul(np.abs(a.astype(np.float64)), np.abs(b.astype(np.float64)), np.abs(sa), np.abs(sb))
+    mag = ref_scaled_matmul(np.abs(a.astype(np.float64)), np.abs(b.astype(np.float64)), np.abs(sa), np.abs(sb),
+                            block=block)
     if bias is not None:
         mag = mag + np.abs(np.asarray(bias, np.float64))
     return (k + 4) * 2.0 ** -24 * mag + 1e-30
 
 
-def check(c, a, b, sa, sb, bias=None, scale_result=None):
-    ref = ref_scaled_matmul(a, b, sa, sb, bias=bias, scale_result=scale_result)
-    tol = tolerance(a, b, sa, sb, bias)
+def check(c, a, b, sa, sb, bias=None, scale_result=None, block=128):
+    ref = ref_scaled_matmul(a, b, sa, sb, bias=bias, scale_result=scale_result, block=block)
+    tol = tolerance(a, b, sa, sb, bias, block)
     if scale_result is not None:
         tol = tol / abs(float(np.asarray(scale_result).reshape(())))
     got = c.astype(np.float64)
@@ -181,11 +182,16 @@ def test_layouts():
     ("tensor-row", ("e4m3", "e5m2"), True, np.float32, "b column-major"),
     ("row", ("e4m3", "e4m3"), False, E4M3, "ragged"),
     ("row", ("e4m3", "e4m3"), True, np.float32, "a column-major"),  # packed by transposing strips
+    ("deepseek", ("e4m3", "e4m3"), False, BF16, "plain"),  # block scales: K blocks of 128, BN 128
+    ("deepseek", ("e4m3", "e5m2"), True, np.float32, "ragged"),
+    ("1x128-128x1", ("e4m3", "e4m3"), False, np.float32, "ragged"),
+    ("128x128-1x128", ("e4m3", "e4m3"), True, np.float32, "a column-major"),  # BM 128
+    ("block-tensor", ("e4m3", "e4m3"), False, E4M3, "plain"),
 ])
 def test_pre_packed_path(monkeypatch, recipe, fmts, bias, out_dtype, layout):
-    """Large tensor / row-scaled products on AMX pack both operands once (ops.matmul's pre-packed path),
-    except a column-major b (read in place per program): the path taken where it should be, bit-identical
-    to the per-program kernel, within the float64 emulation."""
+    """Large products on AMX pack both operands once (ops.matmul's pre-packed path), except a column-major b
+    (read in place per program): the path taken where it should be, bit-identical to the per-program
+    kernel, within the float64 emulation."""
     mm = importlib.import_module("ops.matmul")
     if not mm.packed_path("bfloat16", 4096, 4096, 4096):
         pytest.skip("the pre-packed path needs AMX")
@@ -202,8 +208,10 @@ def test_pre_packed_path(monkeypatch, recipe, fmts, bias, out_dtype, layout):
     c = fp8.scaled_matmul(a, b, sa, sb, bias=bv, out_dtype=out_dtype, scale_result=sres)
     packed = layout != "b column-major"
     assert len(calls) == packed
+    blocks = RECIPES[recipe][0].get("scaling") == "block" or RECIPES[recipe][1].get("scaling") == "block"
     per_program = fp8.scaled_matmul(a, b, sa, sb, bias=bv, out_dtype=out_dtype, scale_result=sres,
-                                    config={"BM": 256, "BN": 256, "BK": 256})
+                                    config={"BM": 64, "BN": 64, "BK": 128} if blocks else
+                                    {"BM": 256, "BN": 256, "BK": 256})
     assert len(calls) == packed  # a config given: the per-program kernel
     assert np.array_equal(c.view(np.uint8), per_program.view(np.uint8))
     check(c, a, b, sa, sb, bv, scale_result=sres)
@@ -216,11 +224,14 @@ def _counting(fn, calls):
     return wrapped
 
 
-def test_block_scales_skip_the_pre_packed_path(monkeypatch):
+def test_blocks_of_odd_sizes_skip_the_pre_packed_path(monkeypatch):
+    """The pre-packed layout's K blocks are multiples of 32: block scales over 48 columns run per program."""
     calls = []
     monkeypatch.setattr(fp8_kernels, "scaled_mm_packed", _counting(fp8_kernels.scaled_mm_packed, calls))
-    a, b, sa, sb = operands(1536, 1536, 1536, "deepseek", seed=2)
-    check(fp8.scaled_matmul(a, b, sa, sb), a, b, sa, sb)
+    x = np.random.default_rng(2).standard_normal((1536, 1536)).astype(np.float32)
+    a, sa = fp8.quantize_fp8(x, "e4m3", scaling="block", block=(1, 48))
+    b, sb = fp8.quantize_fp8(x, "e4m3", scaling="block", block=(48, 48))
+    check(fp8.scaled_matmul(a, b, sa, sb, block=48), a, b, sa, sb, block=48)
     assert calls == []
 
 
