@@ -13,7 +13,7 @@ Conventions shared by every kernel:
 from __future__ import annotations
 
 import tilelang as tl
-from ops.matmul import packed_block
+from ops.matmul import packed_block, packed_dot
 
 FLT_MAX = 3.4028234663852886e38
 INF = float("inf")
@@ -397,9 +397,8 @@ def scaled_mm_packed(ap, bp, sa, sb, bias, c, sres, BM: tl.constexpr = 256, BN: 
         if AM >= 2 or BMODE >= 2:
             acc = tl.zeros((BM, BN), tl.float32)
             for k in tl.range(KB):
-                acc = acc + tl.dot(ap[0, i, k, 0:BM, 0:BK],
-                                   bp[0, j * (BN // W):(j + 1) * (BN // W), k * (BK // 2):(k + 1) * (BK // 2), 0:2 * W],
-                                   b_layout="panels") * _block_scale(sa, sb, i, j, k, BM, BN, AM, BMODE, BLK)
+                acc = acc + packed_dot(ap, bp, 0, i, j, k, BM, BN, BK, W) * _block_scale(sa, sb, i, j, k, BM, BN,
+                                                                                           AM, BMODE, BLK)
         else:
             acc = packed_block(ap, bp, 0, i, j, KB, BM, BN, BK, W)
         _scaled_out(acc, sa, sb, bias, c, sres, i, j, BM, BN, AM, BMODE, HAS_BIAS, SRES, SAT)

@@ -124,10 +124,16 @@ def packed_block(ap, bp, z, i, j, KB, BM, BN, BK, W):
     """The float32 (BM, BN) block (i, j) of A[z] @ B[z] from the pre-packed operands."""
     acc = tl.zeros((BM, BN), tl.float32)
     for k in tl.range(KB):
-        acc += tl.dot(ap[z, i, k, 0:BM, 0:BK],
-                      bp[z, j * (BN // W):(j + 1) * (BN // W), k * (BK // 2):(k + 1) * (BK // 2), 0:2 * W],
-                      b_layout="panels")
+        acc += packed_dot(ap, bp, z, i, j, k, BM, BN, BK, W)
     return acc
+
+
+@tl.jit
+def packed_dot(ap, bp, z, i, j, k, BM, BN, BK, W):
+    """K block k's product in the (BM, BN) block (i, j) of A[z] @ B[z], from the pre-packed operands."""
+    return tl.dot(ap[z, i, k, 0:BM, 0:BK],
+                  bp[z, j * (BN // W):(j + 1) * (BN // W), k * (BK // 2):(k + 1) * (BK // 2), 0:2 * W],
+                  b_layout="panels")
 
 
 # Configs of the pre-packed path (BM a multiple of 16, BN of PANEL_W, BK of 32) whose on-chip buffers fit
