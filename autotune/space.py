@@ -11,6 +11,7 @@ result. By default the named arguments are the arrays and the constexprs the cal
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import json
@@ -120,6 +121,7 @@ def bucket(n: int) -> int:
     return 0 if n <= 0 else 1 << (int(n) - 1).bit_length()
 
 
+@functools.lru_cache(maxsize=4096)  # (ops.matmul fits every call's tiles: 8 us uncached, on the launch path)
 def fit(tile: int, extent: int, quantum: int, *, gain: float = 0.03) -> int:
     """A tile size (at most `tile`, a multiple of `quantum` as `tile` is) that pads `extent` less: tiles are whole,
     so 640 in 512-tiles computes 1024 and in 320-tiles 640. The tiles `tile` takes, made equal; or the size
