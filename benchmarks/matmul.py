@@ -41,21 +41,19 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict) -> Row:
     c = np.empty((m, n), dtype)
     flops = 2.0 * m * n * k
     name = dt.from_numpy(dtype).name
-    packed = mm.packed_path(name, m, n, k)
-    fns = {"ours": lambda: ops.matmul(a, b, out=c)}
-    if packed:  # what the pre-packed path gains over the per-program packing of matmul_kernel, same inputs
-        c_pp, cfg_pp = np.empty_like(c), mm.fitted(mm.DEFAULTS[name], m, n, k)
-        fns[PER_PROGRAM] = lambda: ops.matmul(a, b, out=c_pp, config=cfg_pp)
     torch = torch_module()
-    if dtype == np.float32:
-        fns["numpy"] = lambda: np.matmul(a, b)
-    if torch is not None:
-        ta, tb = to_torch(torch, a), to_torch(torch, b)
-        fns["torch"] = lambda: torch.matmul(ta, tb)
     with threads(nthreads):
+        packed, used = mm.launch_plan(name, a[None], b[None], c[None])  # what ops.matmul runs: kernels, tiles
+        fns = {"ours": lambda: ops.matmul(a, b, out=c)}
+        if packed:  # what the pre-packed path gains over the per-program packing of matmul_kernel, same inputs
+            c_pp, cfg_pp = np.empty_like(c), mm.fitted(mm.DEFAULTS[name], m, n, k)
+            fns[PER_PROGRAM] = lambda: ops.matmul(a, b, out=c_pp, config=cfg_pp)
+        if dtype == np.float32:
+            fns["numpy"] = lambda: np.matmul(a, b)
+        if torch is not None:
+            ta, tb = to_torch(torch, a), to_torch(torch, b)
+            fns["torch"] = lambda: torch.matmul(ta, tb)
         ops.matmul(a, b, out=c)
-        # what that call ran: the pre-packed kernels or matmul_kernel, tiles fitted to the shape
-        used = mm.launch_config(name, a[None], b[None], c[None]) | ({"path": "packed"} if packed else {})
         ref = a.astype(np.float32) @ b.astype(np.float32)
         got = c.astype(np.float32)
         ok = bool(np.allclose(got, ref, rtol=1e-2 if dtype != np.float32 else 1e-4, atol=1e-3 * np.sqrt(k)))
@@ -66,7 +64,7 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict) -> Row:
     return Row("matmul", f"{m}x{n}x{k}", name, nthreads, t["ours"], gflops=gf,
                peak=f"{peak_name} peak {peak:,.0f}", pct_of_peak=100 * gf / peak if peak else None,
                peers={p: {"gflops": flops / t[p] / 1e9, "ratio": t[p] / t["ours"]} for p in fns if p != "ours"},
-               config=used, correct=ok)
+               config=used | ({"path": "packed"} if packed else {}), correct=ok)
 
 
 def measure_peaks(thread_counts) -> dict:

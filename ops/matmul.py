@@ -28,11 +28,12 @@ DEFAULTS = {  # tile sizes per input dtype until the tuner has something better 
     "float16": {"BM": 256, "BN": 256, "BK": 256, "ORDER": "ij"},
 }
 FIT_QUANTA = {"BM": 32, "BN": 32, "BK": 32}  # fitted tile sizes are multiples of these (a 2 x 2 AMX block, k-step)
+FIT_QUANTA_FMA = {"BM": 16, "BN": 16, "BK": 16}  # float32's (the FMA dot has no tile blocks or k-step)
 
 
 def fitted(cfg: dict, M: int, N: int, K: int, quanta: dict = FIT_QUANTA) -> dict:
     """`cfg` with BM, BN and BK fitted to the product (`autotune.space.fit`, in multiples of `quanta`), so a
-    ragged shape computes little padding (one-off, bfloat16 n = 640 on 2 threads: 2.6x the unfitted tiles).
+    ragged shape computes little padding (one-off, bfloat16 n = 640 on 2 threads: 2.5-2.6x the unfitted tiles).
     Every distinct fitted size is one more compile (about 0.2 s, then cached on disk)."""
     return {**cfg, **{k: fit(cfg[k], n, quanta[k]) for k, n in (("BM", M), ("BN", N), ("BK", K))}}
 
@@ -232,15 +233,15 @@ def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1, batch: 
     return cfg
 
 
-def launch_config(dtype: str, a3, b3, c3, config: dict | None = None) -> dict:
-    """The tile sizes `matmul` runs these 3-D operands with: on the pre-packed path (`packed_path`) its
+def launch_plan(dtype: str, a3, b3, c3, config: dict | None = None) -> tuple[bool, dict]:
+    """(packed, tiles): how `matmul` runs these 3-D operands. On the pre-packed path (`packed_path`) its
     config (`packed_config`), else matmul_kernel's: `config`, or the tuned or default one fitted to the shape
-    (float32 in multiples of 16: the FMA dot has no tile blocks or k-step)."""
+    (float32 in multiples of FIT_QUANTA_FMA)."""
     (_, M, K), N = a3.shape, b3.shape[2]
     if packed_path(dtype, M, N, K, config):
-        return packed_config(M, N, K, config)
-    quanta = {"BM": 16, "BN": 16, "BK": 16} if dtype == "float32" else FIT_QUANTA
-    return config or fitted(tuned_config(dtype, a3, b3, c3), M, N, K, quanta)
+        return True, packed_config(M, N, K, config)
+    quanta = FIT_QUANTA_FMA if dtype == "float32" else FIT_QUANTA
+    return False, config or fitted(tuned_config(dtype, a3, b3, c3), M, N, K, quanta)
 
 
 def ref_matmul(a: np.ndarray, b: np.ndarray, out_dtype=None) -> np.ndarray:
@@ -295,8 +296,8 @@ def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.
         rows = reshaped_view(a3, (1, a3.shape[0] * M, K))
         if rows is not None:
             a3, b3, c3, M = rows, b3[:1], c3.reshape((1, -1, N)), rows.shape[1]
-    cfg = launch_config(da.name, a3, b3, c3, config)
-    if packed_path(da.name, M, N, K, config):
+    packed, cfg = launch_plan(da.name, a3, b3, c3, config)
+    if packed:
         matmul_packed(a3, b3, c3, cfg)
     else:
         matmul_kernel(a3, b3, c3, **cfg)

@@ -103,12 +103,13 @@ def test_default_tiles_give_every_thread_a_program(dtype, n, threads, batch, til
 def test_ragged_shapes_run_tiles_fitted_to_them(dtype):
     """640 = 2 x 320: the defaults' 512 / 256 tiles would compute 1024 / 768 rows, mostly padding."""
     a = np.random.default_rng(1).standard_normal((640, 640), np.float32).astype(NP[dtype])
-    cfg = mm.launch_config(dtype, a[None], a[None], a[None])
-    assert cfg["BM"] in (160, 320) and cfg["BN"] in (160, 320) and cfg["BK"] == 160
+    packed, cfg = mm.launch_plan(dtype, a[None], a[None], a[None])
+    assert not packed and cfg["BM"] in (160, 320) and cfg["BN"] in (160, 320) and cfg["BK"] == 160
     check(a, a, ops.matmul(a, a, out_dtype=np.float32))
     big = np.zeros((1, 2048, 2048), a.dtype)  # whole tiles: the defaults unchanged
-    assert mm.launch_config(dtype, big, big, big) == (dict(mm.PACKED_DEFAULT) if mm.packed_path(dtype, 2048, 2048, 2048)
-                                                      else mm.tuned_config(dtype, big, big, big))
+    packed, cfg = mm.launch_plan(dtype, big, big, big)
+    assert packed == mm.packed_path(dtype, 2048, 2048, 2048)
+    assert cfg == (mm.PACKED_DEFAULT if packed else mm.tuned_config(dtype, big, big, big))
 
 
 def test_tile_stores_stay_inside_a_strided_output():
