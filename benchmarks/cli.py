@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         from autotune import get_accelerator, list_accelerators
         for name in list_accelerators():
             acc = get_accelerator(name)
-            print(f"{name:14s} {acc.cores:4d} cores  {acc.clock_hz / 1e9:.2f} GHz  static {acc.static_power_w:g} W (modeled)"
-                  f"  {acc.description[:90]}")
+            print(f"{name:14s} {acc.cores:4d} cores  {acc.clock_hz / 1e9:.2f} GHz  "
+                  f"static {acc.static_power_w:g} W (modeled)  {acc.description[:90]}")
         return 0
     names = list(dict.fromkeys(args.ops)) if args.cmd in ("run", "tune") else [n for n in DEFAULT if n in SUITES]
     unknown = [n for n in names if n not in SUITES]

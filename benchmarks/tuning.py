@@ -2,8 +2,8 @@
 
 An op plugs in with a function that returns its `Case`s (a kernel, the arguments the op launches it
 with, the fixed constexprs, the space, the default config): after tuning, the ops' cache of configs
-(`ops._tuned`) is cleared, and the op then finds the records through `autotune.lookup` on the same kernel, argument shapes and
-constexprs. Attention, for one, takes its launches from `ops.attention.launches`:
+(`ops._tuned`) is cleared, and the op then finds the records through `autotune.lookup` on the same kernel,
+argument shapes and constexprs. Attention, for one, takes its launches from `ops.attention.launches`:
 
     for args, fixed in launches(q, k, v, causal=causal):
         cases.append(Case("attention ...", attention_kernel, args, SPACE, fixed, default=default))
