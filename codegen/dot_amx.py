@@ -85,7 +85,9 @@ def bf16_bits(b, x):
                    vec(I16, t.count))
 
 
-def lower_dot_amx(fl, n: Node, a, acc: Buf | None) -> Buf:
+def lower_dot_amx(fl, n: Node, a, acc: Buf | None, fresh: ir.Value | None = None,
+                  direct: tuple | None = None) -> tuple[Buf, bool]:
+    """codegen.dot.lower_dot on AMX: `direct` is taken where C has whole tiles."""
     (M, K), N = n.srcs[0].shape, n.result.shape[1]
     din, out = n.srcs[0].dtype, n.result.dtype
     b = fl.b
@@ -127,10 +129,11 @@ def lower_dot_amx(fl, n: Node, a, acc: Buf | None) -> Buf:
         c_ptr, c_ld, c_init = fl.alloca((Mp * Np,), out, n.loc).ptr, Np, False
 
     amx_loops(b, Mp=Mp, Np=Np, Kp=Kp, int8=int8, a_ptr=a_ptr, a_stride=a_stride, bt=bt, c_ptr=c_ptr,
-              c_ld=c_ld, c_init=c_init, acc_t=acc_t, ahead=a_ahead + b_ahead)
+              c_ld=c_ld, c_init=c_init, acc_t=acc_t, ahead=a_ahead + b_ahead, c_fresh=fresh,
+              c_out=direct if whole else None)
 
     if whole:
-        return C
+        return C, direct is not None
     # C[:M, :N] (+)= scratch
     if C is None:
         C = fl.alloca((M, N), out, n.loc)
@@ -144,7 +147,8 @@ def lower_dot_amx(fl, n: Node, a, acc: Buf | None) -> Buf:
         x = scratch.emit(b, idx, col, w)
         if add:
             y = C.emit(b, idx, col, w)
-            x = b.fadd(y, x) if out == dt.float32 else b.add(y, x)
+            s = b.fadd(y, x) if out == dt.float32 else b.add(y, x)
+            x = s if fresh is None else b.select(fresh, x, s)
         C.put(b, idx, col, x)
     with for_range(b, 0, M, 1, "amx.o") as i:
         nf, nr = divmod(N, V)
@@ -153,7 +157,7 @@ def lower_dot_amx(fl, n: Node, a, acc: Buf | None) -> Buf:
                 row_add([i], c0, V)
         if nr:
             row_add([i], i64(nf * V), nr)
-    return C
+    return C, False
 
 
 @dataclass
@@ -194,9 +198,12 @@ class Ahead:
 
 
 def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, bt: BTiles, c_ptr, c_ld: int,
-              c_init: bool, acc_t, ahead: tuple[Ahead, ...] = ()) -> None:
+              c_init: bool, acc_t, ahead: tuple[Ahead, ...] = (), c_fresh: ir.Value | None = None,
+              c_out: tuple | None = None) -> None:
     """C[Mp, Np] (row stride c_ld; loaded first when c_init, else zero) += A @ B over 2 x 2 tile blocks:
-    A at a_ptr (bytes, row stride a_stride), B's tiles where `bt` says; `ahead` prefetched meanwhile."""
+    A at a_ptr (bytes, row stride a_stride), B's tiles where `bt` says; `ahead` prefetched meanwhile.
+    `c_fresh` (i1, with c_init): C holds no value yet, the tiles start at zero instead. `c_out` (ptr, row stride
+    in elements, i1): where the result tiles go instead of C when the i1 holds."""
     G = 4 if int8 else 2
     KS = TILE_BYTES // (1 if int8 else 2)
     et = I8 if int8 else I16
@@ -210,12 +217,22 @@ def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, bt: 
         ctiles = [[C_TILES[2 * r + c] for c in range(nt)] for r in range(mt)]
         cptr = [[b.gep(c_ptr, [b.add(b.mul(b.add(i0, i64(16 * r)), i64(c_ld)), b.add(j0, i64(16 * c)))],
                        source_etype=acc_t) for c in range(nt)] for r in range(mt)]
-        for r in range(mt):
-            for c in range(nt):
-                if c_init:
-                    tile_load(b, ctiles[r][c], cptr[r][c], c_stride)
-                else:
-                    intrinsic(b, "llvm.x86.tilezero", VOID, [_t(ctiles[r][c])])
+
+        def init(load: bool):
+            for r in range(mt):
+                for c in range(nt):
+                    if load:
+                        tile_load(b, ctiles[r][c], cptr[r][c], c_stride)
+                    else:
+                        intrinsic(b, "llvm.x86.tilezero", VOID, [_t(ctiles[r][c])])
+        if c_init and c_fresh is not None:
+            with b.if_else(c_fresh) as (zero, load):
+                with zero:
+                    init(False)
+                with load:
+                    init(True)
+        else:
+            init(c_init)
         arow = [b.gep(a_ptr, [b.mul(b.add(i0, i64(16 * r)), a_stride)], source_etype=I8) for r in range(mt)]
         # a single 16-column tile is the narrow last block of the packed layout (or a 16-wide panel)
         q = bt.q_elems if 16 * nt >= bt.W else bt.q_last
@@ -252,9 +269,22 @@ def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, bt: 
                 for r in range(mt):
                     for c in range(nt):
                         tdp(r, c)
-        for r in range(mt):
-            for c in range(nt):
-                tile_store(b, ctiles[r][c], cptr[r][c], c_stride)
+
+        def store(ptrs, stride):
+            for r in range(mt):
+                for c in range(nt):
+                    tile_store(b, ctiles[r][c], ptrs[r][c], stride)
+        if c_out is None:
+            store(cptr, c_stride)
+            return
+        out, rs, there = c_out
+        optr = [[b.gep(out, [b.add(b.mul(b.add(i0, i64(16 * r)), rs), b.add(j0, i64(16 * c)))], source_etype=acc_t)
+                 for c in range(nt)] for r in range(mt)]
+        with b.if_else(there) as (direct, into_c):
+            with direct:
+                store(optr, b.mul(rs, i64(4)))
+            with into_c:
+                store(cptr, c_stride)
 
     def cols(i0, mt):
         full, rem = divmod(Np // 16, 2)

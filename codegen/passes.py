@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
-from codegen.ir import Block, Kernel, Node, Op, walk
+from codegen.ir import BINARY, COMPARE, UNARY, Block, Kernel, Node, Op, walk
 
 
 def use_counts(block: Block) -> Counter:
@@ -46,6 +46,44 @@ def fuse_dot_accumulate(kernel: Kernel) -> Kernel:
         return replace(block, nodes=tuple(fused.get(n, n) for n in block.nodes if n not in dead))
 
     return replace(kernel, body=_map_blocks(kernel.body, rewrite))
+
+
+_SCALAR_OPS = BINARY | COMPARE | UNARY | {Op.CONST, Op.ARG, Op.SHAPE, Op.CAST}
+
+
+def hoist_store_indices(kernel: Kernel) -> Kernel:
+    """Move the scalar index arithmetic of a STORE of a FOR's result to before that FOR, so the loop's
+    lowering knows where its result goes (codegen.lower writes a k loop's last DOT straight to the array)."""
+    def rewrite(block: Block) -> Block:
+        nodes = list(block.nodes)
+        loops = {r: m for m in block.nodes if m.op == Op.FOR for r in m.results}
+        for st in block.nodes:
+            loop = loops.get(st.srcs[0]) if st.op == Op.STORE else None
+            if loop is not None:
+                moved = _scalar_slice(nodes[nodes.index(loop) + 1:nodes.index(st)], st.srcs[1:], loop)
+                rest = [m for m in nodes if m not in moved]
+                at = rest.index(loop)
+                nodes = rest[:at] + moved + rest[at:]
+        return block if nodes == list(block.nodes) else replace(block, nodes=tuple(nodes))
+
+    return replace(kernel, body=_map_blocks(kernel.body, rewrite))
+
+
+def _scalar_slice(between: list[Node], values, loop: Node) -> list[Node]:
+    """The nodes of `between` that compute `values`, in program order, if all are pure scalar arithmetic
+    independent of `loop`'s results; else none."""
+    made = {r: m for m in between for r in m.results}
+    found: set[Node] = set()
+    todo = list(values)
+    while todo:
+        m = made.get(todo.pop())
+        if m is None or m in found:
+            continue
+        if m.op not in _SCALAR_OPS or m.result.shape or any(v in loop.results for v in m.srcs):
+            return []
+        found.add(m)
+        todo.extend(m.srcs)
+    return [m for m in between if m in found]
 
 
 _EFFECTS = frozenset({Op.STORE, Op.GRID})

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from codegen.ir import Kernel, format_kernel
-from codegen.passes import dead_code, fuse_dot_accumulate
+from codegen.passes import dead_code, fuse_dot_accumulate, hoist_store_indices
 from codegen.verify import verify
 
 PIPELINE = (
     ("fuse_dot_accumulate", fuse_dot_accumulate),  # acc + dot(a, b) -> dot(a, b, acc)
     ("dead_code", dead_code),                      # drop nodes whose results are never used
+    ("hoist_store_indices", hoist_store_indices),  # a loop result's store address computed before the loop
 )
 
 

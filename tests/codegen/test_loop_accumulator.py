@@ -1,0 +1,139 @@
+"""A k loop's accumulator (codegen.lower): `acc = tl.zeros(...); for k: acc += tl.dot(...); c[tile] = acc`.
+
+The first iteration's dot starts from zero instead of reading zeroed memory, and on AMX the last one stores
+its tiles straight into `c` where the tile lies wholly inside it (the STORE's index arithmetic is hoisted
+above the loop for that: passes.hoist_store_indices). Checked against NumPy on every dot path for loops
+that run zero, one and several iterations, edge tiles, and kernels where the pattern does not apply.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tilelang as tl
+from codegen.ir import Op
+from tests.codegen import test_dot
+from tests.codegen.test_dot import _fresh, _np, _out, _rand, check, mm
+
+path = test_dot.path  # the fixture forcing a dot path
+
+PATHS = [("fma", "float32"), ("amx", "bfloat16"), ("amx", "int8"), ("bf16", "bfloat16"), ("portable", "float32")]
+
+
+@tl.jit
+def mm_strided_k(a, b, c, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, K0: tl.constexpr):
+    """c = a[:, K0*BK:] @ b[K0*BK:, :] over a loop from block K0, two blocks a step (each step two dots)."""
+    M, K = a.shape
+    N = b.shape[1]
+    for i, j in tl.grid(tl.cdiv(M, BM), tl.cdiv(N, BN)):
+        acc = tl.zeros((BM, BN), c.dtype)
+        for k in tl.range(K0, tl.cdiv(K, BK), 2):
+            acc += tl.dot(a[i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
+            acc += tl.dot(a[i * BM:(i + 1) * BM, (k + 1) * BK:(k + 2) * BK],
+                          b[(k + 1) * BK:(k + 2) * BK, j * BN:(j + 1) * BN])
+        c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
+
+
+@tl.jit
+def mm_twice(a, b, c, d, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    """c = a @ b and d = 2 (a @ b): the loop's result has two uses."""
+    M, K = a.shape
+    N = b.shape[1]
+    for i, j in tl.grid(tl.cdiv(M, BM), tl.cdiv(N, BN)):
+        acc = tl.zeros((BM, BN), c.dtype)
+        for k in tl.range(tl.cdiv(K, BK)):
+            acc += tl.dot(a[i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
+        c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
+        d[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc + acc
+
+
+@tl.jit
+def mm_offset(a, b, c, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    """c = a @ b + 1: the accumulator starts at ones (not zeros) and the result is stored through an add."""
+    M, K = a.shape
+    N = b.shape[1]
+    for i, j in tl.grid(tl.cdiv(M, BM), tl.cdiv(N, BN)):
+        acc = tl.full((BM, BN), 1, c.dtype)
+        for k in tl.range(tl.cdiv(K, BK)):
+            acc += tl.dot(a[i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
+        c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc + 0
+
+
+@pytest.mark.parametrize("path,dtype", PATHS, indirect=["path"])
+@pytest.mark.parametrize("M,N,K", [(64, 96, 0), (64, 96, 32), (64, 96, 160), (50, 70, 100), (130, 96, 64)])
+def test_zero_one_and_many_iterations(path, dtype, M, N, K):
+    """K blocks of 32: no iteration (the result is zeros), one (the first dot is also the last), several;
+    whole tiles (stored by the last dot on AMX) and edge tiles (stored by the STORE)."""
+    rng = np.random.default_rng(M + N + K)
+    a, b = _rand(rng, (M, K), dtype), _rand(rng, (K, N), dtype)
+    c = np.full((M, N), 7, _out(M, N, dtype).dtype)  # garbage the kernel must overwrite
+    _fresh(mm)(a, b, c, BM=32, BN=32, BK=32)
+    check(c, a, b)
+
+
+@pytest.mark.parametrize("path,dtype", PATHS, indirect=["path"])
+@pytest.mark.parametrize("K0,K", [(0, 128), (1, 160), (2, 192), (3, 64)])
+def test_loop_from_a_later_block_in_steps_of_two(path, dtype, K0, K):
+    """A loop that starts at block K0 and steps by 2 (two dots per iteration): the first and last iterations
+    are counted from its own bounds; K0 past the end runs no iteration."""
+    rng = np.random.default_rng(K0 + K)
+    M, N, BK = 64, 64, 32
+    a, b = _rand(rng, (M, K), dtype), _rand(rng, (K, N), dtype)
+    c = np.full((M, N), 7, _out(M, N, dtype).dtype)
+    _fresh(mm_strided_k)(a, b, c, BM=32, BN=32, BK=BK, K0=K0)
+    check(c, a[:, K0 * BK:], b[K0 * BK:, :])
+
+
+@pytest.mark.parametrize("path,dtype", PATHS, indirect=["path"])
+def test_where_the_pattern_does_not_apply(path, dtype):
+    """A loop result used twice, and an accumulator that starts at ones and is stored through an add."""
+    rng = np.random.default_rng(9)
+    M, N, K = 64, 64, 96
+    a, b = _rand(rng, (M, K), dtype), _rand(rng, (K, N), dtype)
+    c, d = _out(M, N, dtype), _out(M, N, dtype)
+    _fresh(mm_twice)(a, b, c, d, BM=32, BN=32, BK=32)
+    check(c, a, b)
+    check(d // 2 if dtype == "int8" else d / 2, a, b)
+    c = _out(M, N, dtype)
+    _fresh(mm_offset)(a, b, c, BM=32, BN=32, BK=32)
+    check(c, a, b, np.ones((M, N)))
+
+
+def _program(kernel, *args, **kw):
+    """The tile IR of the grid program the call compiles (after the pass pipeline)."""
+    key, _, consts = kernel.bind(args, kw)
+    body = kernel.trace(kernel.params(key), consts).body
+    return next(n for n in body.nodes if n.op == Op.GRID).regions[0].nodes
+
+
+def test_store_indices_are_hoisted_above_the_loop():
+    """The index arithmetic of the store of the loop's result comes before the loop; that of a store
+    of something computed after the loop stays where it was."""
+    a, b, c = np.zeros((64, 64), np.float32), np.zeros((64, 64), np.float32), np.zeros((64, 64), np.float32)
+    nodes = _program(mm, a, b, c, BM=32, BN=32, BK=32)
+    loop = next(i for i, n in enumerate(nodes) if n.op == Op.FOR)
+    store = next(n for n in nodes if n.op == Op.STORE)
+    defined = {r: i for i, n in enumerate(nodes) for r in n.results}
+    assert store.srcs[0] in nodes[loop].results
+    assert all(defined[s] < loop for s in store.srcs[1:] if s in defined)
+    assert any(s in defined for s in store.srcs[1:])  # (the indices are computed in the program)
+
+    nodes = _program(mm_offset, a, b, c, BM=32, BN=32, BK=32)
+    loop = next(i for i, n in enumerate(nodes) if n.op == Op.FOR)
+    store = next(n for n in nodes if n.op == Op.STORE)
+    defined = {r: i for i, n in enumerate(nodes) for r in n.results}
+    assert store.srcs[0] not in nodes[loop].results
+    assert any(defined[s] > loop for s in store.srcs[1:] if s in defined)
+
+
+@pytest.mark.parametrize("path,dtype", [("amx", "bfloat16")], indirect=["path"])
+def test_last_dot_stores_into_the_array(path, dtype):
+    """On AMX the k loop whose result is stored as it is has tile stores into the array besides those into
+    its accumulator, and zeroes its tiles in the first iteration: more of both than the same loop stored
+    through an add from an accumulator that starts at ones."""
+    a = b = np.zeros((64, 64), _np(dtype))
+    c = _out(64, 64, dtype)
+    ir_direct = _fresh(mm).inspect(a, b, c, BM=32, BN=32, BK=32)["llvm_ir"]
+    ir_add = _fresh(mm_offset).inspect(a, b, c, BM=32, BN=32, BK=32)["llvm_ir"]
+    for call in ("@llvm.x86.tilestored64(", "@llvm.x86.tilezero("):
+        assert ir_direct.count(call) > ir_add.count(call), call
