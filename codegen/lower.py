@@ -71,6 +71,11 @@ def free_values(block: Block) -> list[Value]:
     return list(free)
 
 
+def _accesses(nodes, param: int) -> bool:
+    """Whether any of `nodes` (or their regions) loads from or stores into array parameter `param`."""
+    return any(m.op in (Op.LOAD, Op.STORE) and m.arg.param == param for m in walk(Block((), tuple(nodes))))
+
+
 def _dot(b: ir.IRBuilder, terms) -> ir.Value:
     """sum(x * y) of (i64, i64) pairs."""
     out = i64(0)
@@ -95,7 +100,8 @@ class FunctionLowering:
         self.stack = 0
         self.zeros: set[Value] = set()  # tile constants that are all zeros
         self.fresh: dict[Value, ir.Value] = {}  # DOT accumulators -> i1: "holds no value yet, start from zero"
-        self.result_stores: dict[Value, Node] = {}  # tiles -> the STORE of them in the block being lowered
+        self.result_stores: dict[Value, tuple] = {}  # tiles -> (the STORE of them, the nodes between the two)
+        self.loads: dict[Value, frozenset[Node]] = {}  # lazy tiles -> the LOAD nodes they are computed from
         self.direct: dict[Value, tuple] = {}  # DOT accumulators -> where the last result goes (see _store_targets)
         self.stored: dict[Node, ir.Value] = {}  # STORE nodes -> i1: "a loop's last DOT already stored the value"
         self.argv: tuple[ir.Value, ir.Value, ir.Value, ir.Value] | None = None
@@ -180,8 +186,15 @@ class FunctionLowering:
 
     # ---- blocks -------------------------------------------------------------------------------
     def lower_block(self, block: Block) -> None:
-        self.result_stores.update({n.srcs[0]: n for n in block.nodes if n.op == Op.STORE and n.srcs[0].shape})
-        for n in block.nodes:
+        made = {r: i for i, n in enumerate(block.nodes) for r in n.results}
+        self.result_stores.update({n.srcs[0]: (n, block.nodes[made[n.srcs[0]] + 1:i]) for i, n in enumerate(block.nodes)
+                                   if n.op == Op.STORE and n.srcs[0] in made})
+        last_use = {v: i for i, n in enumerate(block.nodes) for v in n.srcs}
+        last_use.update(dict.fromkeys(block.yields, len(block.nodes)))
+        for i, n in enumerate(block.nodes):
+            written = self._written(n)
+            if written:  # a tile loaded from an array it writes, still to be read afterwards, is read now
+                self._snapshot(written, lambda v, i=i: last_use.get(v, -1) > i, n.loc)
             try:
                 self.lower_node(n)
             except CompileError as e:
@@ -190,6 +203,24 @@ class FunctionLowering:
                 x = self.env[n.result]
                 if isinstance(x, Lazy) and not x.cheap and self.uses[n.result] > 1:
                     self.env[n.result] = self.materialize(x, loc=n.loc)
+                elif isinstance(x, Lazy):
+                    loads = frozenset().union(*(self.loads.get(v, ()) for v in n.srcs if isinstance(self.env.get(v), Lazy)))
+                    self.loads[n.result] = loads | {n} if n.op == Op.LOAD else loads
+
+    def _written(self, n: Node) -> set[int]:
+        """The array parameters node `n` stores into: a STORE's, those of the STOREs in its regions, and those
+        its results are stored into next (a k loop's last DOT may store there, see _store_targets)."""
+        if n.op == Op.STORE:
+            return {n.arg.param}
+        out = {m.arg.param for r in n.regions for m in walk(r) if m.op == Op.STORE}
+        return out | {self.result_stores[r][0].arg.param for r in n.results if r in self.result_stores}
+
+    def _snapshot(self, params: set[int], live, loc) -> None:
+        """Materialize the lazy tiles that load from one of `params` and are `live` (read after this point):
+        the loads are emitted where a tile is used, which may come after the store that changes the array."""
+        for v, x in list(self.env.items()):
+            if isinstance(x, Lazy) and live(v) and any(ld.arg.param in params for ld in self.loads.get(v, ())):
+                self.env[v] = self.materialize(x, loc=loc)
 
     def lower_node(self, n: Node) -> None:
         op = n.op
@@ -305,6 +336,10 @@ class FunctionLowering:
             self.env[n.result] = Lazy(emit, t_shape, d)
 
     def op_store(self, n: Node) -> None:
+        value, where = n.srcs[0], (n.srcs[1:], n.arg.kept, n.arg.extents)
+        if any(ld.arg.param == n.arg.param and (ld.srcs, ld.arg.kept, ld.arg.extents) != where
+               for ld in self.loads.get(value, ())):  # other elements of its own array (c[1:33] = c[0:32]): read first
+            self.env[value] = self.materialize(self.env[value], loc=n.loc)
         done = self.stored.get(n)
         if done is None:
             self._store(n)
@@ -677,8 +712,10 @@ class FunctionLowering:
         body, out = n.regions[0], {}
         dots = {m.result: m for m in body.nodes if m.op == Op.DOT and len(m.srcs) == 3}
         for r, arg, y in zip(n.results, body.args[1:], body.yields):
-            st, dot = self.result_stores.get(r), dots.get(y)
+            st, between = self.result_stores.get(r, (None, ()))
+            dot = dots.get(y)
             if (st is None or dot is None or dot.srcs[2] is not arg or len(r.shape) != 2
+                    or _accesses(body.nodes, st.arg.param) or _accesses(between, st.arg.param)
                     or any(self.uses[v] != 1 for v in (r, arg, y)) or tuple(st.arg.extents) != r.shape
                     or self.kernel.params[st.arg.param].dtype != r.dtype or not self._contiguous(st)
                     or not all(v in self.env for v in st.srcs[1:])):
