@@ -31,6 +31,16 @@ ROW_ACCS = 2   # vector accumulators per row of a row reduction
 
 
 @dataclass(frozen=True)
+class StoreTarget:
+    """Where a k loop's result is stored (FunctionLowering._store_targets)."""
+    ptr: ir.Value         # the tile's first element in the array
+    row_stride: ir.Value  # elements between its rows
+    inside: ir.Value      # i1: the tile lies wholly inside the array
+    store: Node           # the STORE after the loop that copies the result there otherwise
+    done: ir.Value        # i1 (after the loop): the loop's last DOT stored it (inside, and the loop ran)
+
+
+@dataclass(frozen=True)
 class Layout:
     """Where each parameter sits in the launch arrays."""
     ptr: dict[int, int]     # array param -> slot in ptrs
@@ -102,7 +112,7 @@ class FunctionLowering:
         self.fresh: dict[Value, ir.Value] = {}  # DOT accumulators -> i1: "holds no value yet, start from zero"
         self.result_stores: dict[Value, tuple] = {}  # tiles -> (the STORE of them, the nodes between the two)
         self.loads: dict[Value, frozenset[Node]] = {}  # lazy tiles -> the LOAD nodes they are computed from
-        self.direct: dict[Value, tuple] = {}  # DOT accumulators -> where the last result goes (see _store_targets)
+        self.direct: dict[Value, tuple[StoreTarget, ir.Value]] = {}  # DOT accumulators -> (target, i1 "last")
         self.stored: dict[Node, ir.Value] = {}  # STORE nodes -> i1: "a loop's last DOT already stored the value"
         self.argv: tuple[ir.Value, ir.Value, ir.Value, ir.Value] | None = None
 
@@ -630,10 +640,11 @@ class FunctionLowering:
             if not (isinstance(acc, Buf) and self.uses[acc_v] == 1):
                 acc = self.materialize(acc, into=self.alloca(n.result.shape, n.result.dtype, n.loc))
             fresh = self.fresh.get(acc_v)
-        direct = self.direct.get(n.srcs[2]) if acc is not None else None
-        self.env[n.result], stored = lower_dot(self, n, a, acc, fresh, direct and direct[:-2])
+        target, last = self.direct.get(n.srcs[2], (None, None)) if acc is not None else (None, None)
+        into = (target.ptr, target.row_stride, self.b.and_(target.inside, last)) if target else None
+        self.env[n.result], stored = lower_dot(self, n, a, acc, fresh, into)
         if stored:
-            self.stored[direct[-2]] = direct[-1]
+            self.stored[target.store] = target.done
 
     # ---- control flow -------------------------------------------------------------------------
     def op_for(self, n: Node) -> None:
@@ -645,7 +656,7 @@ class FunctionLowering:
         carried = []
         runs = b.icmp_signed("<" if step_val > 0 else ">", start, stop)
         targets = self._store_targets(n, runs)
-        # (a first dot from zero without the last one stored into the array measured 0.85-1.0x on AMX at K >= 1024)
+        # (a first dot from zero without the last one stored into the array measured 0.84-1.01x on AMX at K >= 1024)
         fresh = self._fresh_accumulators(n) & targets.keys()
         for v, arg in zip(inits, body.args[1:]):
             if not v.shape:
@@ -681,8 +692,7 @@ class FunctionLowering:
         first = b.icmp_signed("==", iv, start)
         self.fresh.update(dict.fromkeys(fresh, first))
         last = b.icmp_signed(">=" if step_val > 0 else "<=", b.add(iv, step), stop)
-        for arg, (ptr, rs, ok, st, done) in targets.items():
-            self.direct[arg] = (ptr, rs, b.and_(ok, last), st, done)
+        self.direct.update({arg: (t, last) for arg, t in targets.items()})
         self.lower_block(body)
         self._write_back([self.env[y] if not y.shape else self.tile(y) for y in body.yields], carried, n)
         for p, y in zip(phis, body.yields):
@@ -701,14 +711,13 @@ class FunctionLowering:
         args = {arg for v, arg in zip(n.srcs[3:], body.args[1:]) if v.shape and v in self.zeros and self.uses[arg] == 1}
         return {m.srcs[2] for m in body.nodes if m.op == Op.DOT and len(m.srcs) == 3 and m.srcs[2] in args}
 
-    def _store_targets(self, n: Node, runs: ir.Value) -> dict[Value, tuple]:
+    def _store_targets(self, n: Node, runs: ir.Value) -> dict[Value, StoreTarget]:
         """FOR `n`'s 2-D carried tiles that a DOT accumulates on every iteration and that are then stored whole
-        into an array of their dtype (a k loop and its float32 output tile): body argument -> (the tile's place
-        in the array, its row stride, i1 "wholly inside the array", the STORE, i1 "the loop's last DOT stored
-        it"). The DOT may then store its last result there instead of into the accumulator that the STORE would
-        copy, and with a first DOT from zero the accumulator is not touched at all by a one-iteration loop (AMX,
-        bfloat16 -> float32, one-off on 1 and 2 threads: 1.35-1.5x at K = 256, 1.08-1.26x at K = 512, 0.96-1.11x
-        at K >= 1024)."""
+        into an array of their dtype (a k loop and its float32 output tile), by body argument, where nothing else
+        in the loop or before that STORE touches the array. The DOT may then store its last result there instead
+        of into the accumulator that the STORE would copy, and with a first DOT from zero the accumulator is not
+        touched at all by a one-iteration loop (AMX, bfloat16 -> float32, one-off on 1 and 2 threads: 1.35-1.94x
+        at K = 256, 1.08-1.26x at K = 512, 0.96-1.11x at K >= 1024)."""
         body, out = n.regions[0], {}
         dots = {m.result: m for m in body.nodes if m.op == Op.DOT and len(m.srcs) == 3}
         for r, arg, y in zip(n.results, body.args[1:], body.yields):
@@ -723,7 +732,7 @@ class FunctionLowering:
             base, dims, valid, elem = self._addressing(st, [self.get(v) for v in st.srcs[1:]])
             ok = self._whole_tile(dims, valid, r.shape)
             corner = self.b.gep(base, [_dot(self.b, [(s, stride) for s, stride, _ in dims])], source_etype=elem)
-            out[arg] = (corner, dims[0][1], ok, st, self.b.and_(ok, runs))
+            out[arg] = StoreTarget(corner, dims[0][1], ok, st, self.b.and_(ok, runs))
         return out
 
     def _write_back(self, values, targets, n: Node) -> None:
