@@ -137,3 +137,19 @@ def test_last_dot_stores_into_the_array(path, dtype):
     ir_add = _fresh(mm_offset).inspect(a, b, c, BM=32, BN=32, BK=32)["llvm_ir"]
     for call in ("@llvm.x86.tilestored64(", "@llvm.x86.tilezero("):
         assert ir_direct.count(call) > ir_add.count(call), call
+
+
+@pytest.mark.parametrize("path,dtype", [("amx", "bfloat16"), ("fma", "float32")], indirect=["path"])
+def test_output_views(path, dtype):
+    """The last dot's stores follow the output's row stride: a view into wider rows (nothing written outside
+    it) and rows in reverse order (a negative stride)."""
+    rng = np.random.default_rng(11)
+    M, N, K = 64, 64, 96
+    a, b = _rand(rng, (M, K), dtype), _rand(rng, (K, N), dtype)
+    wide = np.full((M, N + 40), 7, _out(M, N, dtype).dtype)
+    _fresh(mm)(a, b, wide[:, 10:10 + N], BM=32, BN=32, BK=32)
+    check(wide[:, 10:10 + N], a, b)
+    assert (wide[:, :10] == 7).all() and (wide[:, 10 + N:] == 7).all()
+    flipped = np.full((M, N), 7, _out(M, N, dtype).dtype)
+    _fresh(mm)(a, b, flipped[::-1], BM=32, BN=32, BK=32)
+    check(flipped[::-1], a, b)
