@@ -260,7 +260,8 @@ def _batched(x: np.ndarray, batch: tuple, tail: tuple) -> np.ndarray:
 
 def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.ndarray:
     """Matrix product with NumPy's matmul broadcasting rules; float32/bfloat16/float16 inputs of one dtype,
-    float32 accumulation, result in `out_dtype` (float32 or the input dtype; default: the input dtype).
+    float32 accumulation, result in `out_dtype` (float32 or the input dtype; default: `out`'s dtype where `out`
+    is given, else the input dtype).
     Transposed and other strided inputs are read in place (large bfloat16 products on AMX pack them once).
     `config`: matmul_kernel's tile sizes (BM, BN, BK, ORDER), or for a product that takes the pre-packed
     path (`packed_path`), its BM, BN, BK; default: tuned or DEFAULTS / PACKED_DEFAULT."""
@@ -280,6 +281,8 @@ def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.
         batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     except ValueError:
         raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
+    if out_dtype is None and isinstance(out, np.ndarray) and out.dtype in (np.dtype(np.float32), a.dtype):
+        out_dtype = out.dtype  # as numpy.matmul: `out` gives the result's dtype
     odt = np.dtype(out_dtype) if out_dtype is not None else a.dtype
     if odt not in (np.dtype(np.float32), a.dtype):
         raise TypeError(f"out_dtype must be float32 or the input dtype {a.dtype}, got {odt}")

@@ -140,6 +140,17 @@ def test_every_dot_path(path):
         check(a, b, c)
 
 
+def test_out_gives_the_output_dtype():
+    """Without out_dtype, `out` says which of float32 and the input dtype the result is, as in numpy.matmul."""
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((40, 70)).astype(BF16), rng.standard_normal((70, 30)).astype(BF16)
+    out = np.full((40, 30), np.nan, np.float32)
+    assert ops.matmul(a, b, out=out) is out
+    check(a, b, out)
+    out = np.zeros((40, 30), BF16)
+    check(a, b, ops.matmul(a, b, out=out))
+
+
 def test_errors():
     f = np.ones((3, 4), np.float32)
     with pytest.raises(ValueError, match="inner dimensions"):
@@ -156,6 +167,10 @@ def test_errors():
         ops.matmul(np.ones((2, 3, 4), np.float32), np.ones((3, 4, 5), np.float32))
     with pytest.raises(TypeError, match="out_dtype"):
         ops.matmul(f, f.T, out_dtype=np.int32)
+    with pytest.raises(TypeError, match="expected float32"):  # out_dtype given: out must have it
+        ops.matmul(f.astype(BF16), f.T.astype(BF16), out=np.zeros((3, 3), BF16), out_dtype=np.float32)
+    with pytest.raises(TypeError, match="dtype float16"):
+        ops.matmul(f.astype(BF16), f.T.astype(BF16), out=np.zeros((3, 3), np.float16))
     with pytest.raises(ValueError, match="overlap"):
         sq = np.ones((4, 4), np.float32)
         ops.matmul(sq, sq, out=sq)
