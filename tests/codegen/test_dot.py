@@ -26,15 +26,20 @@ EPS32 = 2.0 ** -24
 
 
 @tl.jit
+def k_loop(a, b, c, i, j, BM, BN, BK):
+    """The (BM, BN) block (i, j) of a @ b in c's dtype, accumulated over a tl.range loop of K blocks
+    (acc += tl.dot(...))."""
+    acc = tl.zeros((BM, BN), c.dtype)
+    for k in tl.range(tl.cdiv(a.shape[1], BK)):
+        acc += tl.dot(a[i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
+    return acc
+
+
+@tl.jit
 def mm(a, b, c, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
-    """c = a @ b, accumulated over a tl.range loop of K blocks (acc += tl.dot(...))."""
-    M, K = a.shape
-    N = b.shape[1]
-    for i, j in tl.grid(tl.cdiv(M, BM), tl.cdiv(N, BN)):
-        acc = tl.zeros((BM, BN), c.dtype)
-        for k in tl.range(tl.cdiv(K, BK)):
-            acc += tl.dot(a[i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
-        c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
+    """c = a @ b, block by block (k_loop)."""
+    for i, j in tl.grid(tl.cdiv(a.shape[0], BM), tl.cdiv(b.shape[1], BN)):
+        c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = k_loop(a, b, c, i, j, BM, BN, BK)
 
 
 @tl.jit

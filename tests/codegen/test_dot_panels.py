@@ -25,7 +25,7 @@ from codegen.dot import FMA_BLOCKS
 from codegen.target import host_target
 from tests.codegen import test_dot
 from tests.codegen.test_analysis import counts_of
-from tests.codegen.test_dot import HAS_AMX, _fresh, _np, _out, _rand, check
+from tests.codegen.test_dot import _fresh, _np, _out, _rand, check
 from tests.lang.test_errors import check as check_error
 from tests.lang.test_errors import error_of
 from tests.ops.test_matmul import check as check_matmul
