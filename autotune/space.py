@@ -138,6 +138,19 @@ def fit(tile: int, extent: int, quantum: int, *, gain: float = 0.03) -> int:
     return least if padded(least) < (1 - gain) * padded(even) else even
 
 
+@functools.lru_cache(maxsize=4096)
+def fit_even(tile: int, extent: int, *, grow: float = 1.0) -> int:
+    """The size of equal tiles covering `extent` with the least padding, at most `tile * grow` each, in no more
+    tiles than `tile` takes (and in at least 2 where it takes 2 or more: a dimension split for the threads
+    stays split); the fewest tiles among the least padded. For tiles with no size quantum, like float32's:
+    1800 in 256-tiles computes 2048, in 6 tiles of 300 exactly 1800."""
+    if extent <= 0 or tile <= 0:
+        return tile
+    most = -(-extent // tile)
+    fewest = max(-(-extent // max(1, int(tile * grow))), min(2, most))
+    return min((-(-extent // n) * n, n, -(-extent // n)) for n in range(fewest, most + 1))[2]
+
+
 def spread(bm: int, bn: int, M: int, N: int, threads: int, *, batch: int = 1, floor: int = 64) -> tuple[int, int]:
     """Power-of-two tile sizes (bm, bn) of a `batch` x (M, N) grid, halved (the larger first) until the grid
     over the shapes' buckets has a program for every thread: a default tile as large as the whole product

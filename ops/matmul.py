@@ -14,9 +14,10 @@ import numpy as np
 
 import csrc
 import tilelang as tl
-from autotune.space import bucket, fit, spread
+from autotune.space import bucket, fit, fit_even, spread
 from codegen import dtypes as dt
 from codegen.dot import choose_path
+from codegen.lower import STACK_LIMIT
 from ops import _tuned
 from ops._checks import as_array, check_out, dtype_of, overlaps, reshaped_view
 from tilelang.compile import codegen_options, current_target
@@ -28,7 +29,12 @@ DEFAULTS = {  # tile sizes per input dtype until the tuner has something better 
     "float16": {"BM": 256, "BN": 256, "BK": 256, "ORDER": "ij"},
 }
 FIT_QUANTA = {"BM": 32, "BN": 32, "BK": 32}  # fitted tile sizes are multiples of these (a 2 x 2 AMX block, k-step)
-FIT_QUANTA_FMA = {"BM": 16, "BN": 16, "BK": 16}  # float32's (the FMA dot has no tile blocks or k-step)
+# float32 tiles (the FMA dot has no tile blocks or k-step: any size) are split evenly, growing up to this much where
+# that pads less. One-off (/tmp/s7/newold.py), against `fitted` in multiples of 16, n = 600-3000: 1.02-1.33x on
+# 1 thread (n = 1800: 240 -> 300, 1.33x; 2500 level), 1.04-1.14x on 2. Tiles of 344 at n = 2048 (a ragged last
+# tile, 0.8% padding) measured 0.88x 256: an even split beats a near one.
+FMA_GROW = 1.25
+FMA_GROWN_BYTES = STACK_LIMIT * 3 // 4  # grown tiles whose buffers would pass this keep their size
 
 
 def fitted(cfg: dict, M: int, N: int, K: int, quanta: dict = FIT_QUANTA) -> dict:
@@ -36,6 +42,18 @@ def fitted(cfg: dict, M: int, N: int, K: int, quanta: dict = FIT_QUANTA) -> dict
     ragged shape computes little padding (one-off, bfloat16 n = 640 on 2 threads: 2.5-2.6x the unfitted tiles).
     Every distinct fitted size is one more compile (about 0.2 s, then cached on disk)."""
     return {**cfg, **{k: fit(cfg[k], n, quanta[k]) for k, n in (("BM", M), ("BN", N), ("BK", K))}}
+
+
+def fitted_fma(cfg: dict, M: int, N: int, K: int) -> dict:
+    """`cfg` with float32 tiles split evenly over the product (`autotune.space.fit_even`), up to FMA_GROW times
+    larger where their buffers stay within FMA_GROWN_BYTES: the accumulator, A's pack and a B panel (64
+    columns, or as wide as the tile for the few-row dot's panels)."""
+    def split(grow):
+        return {**cfg, **{k: fit_even(cfg[k], n, grow=grow) for k, n in (("BM", M), ("BN", N), ("BK", K))}}
+    grown = split(FMA_GROW)
+    BM, BN, BK = grown["BM"], grown["BN"], grown["BK"]
+    panel = 64 if BM >= 6 else BN
+    return grown if 4 * (BM * BN + BM * BK + panel * BK) <= FMA_GROWN_BYTES else split(1.0)
 
 
 @tl.jit
@@ -236,12 +254,14 @@ def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1, batch: 
 def launch_plan(dtype: str, a3, b3, c3, config: dict | None = None) -> tuple[bool, dict]:
     """(packed, tiles): how `matmul` runs these 3-D operands. On the pre-packed path (`packed_path`) its
     config (`packed_config`), else matmul_kernel's: `config`, or the tuned or default one fitted to the shape
-    (float32 in multiples of FIT_QUANTA_FMA)."""
+    (float32 by `fitted_fma`)."""
     (_, M, K), N = a3.shape, b3.shape[2]
     if packed_path(dtype, M, N, K, config):
         return True, packed_config(M, N, K, config)
-    quanta = FIT_QUANTA_FMA if dtype == "float32" else FIT_QUANTA
-    return False, config or fitted(tuned_config(dtype, a3, b3, c3), M, N, K, quanta)
+    if config:
+        return False, config
+    cfg = tuned_config(dtype, a3, b3, c3)
+    return False, fitted_fma(cfg, M, N, K) if dtype == "float32" else fitted(cfg, M, N, K)
 
 
 def ref_matmul(a: np.ndarray, b: np.ndarray, out_dtype=None) -> np.ndarray:

@@ -13,7 +13,7 @@ import autotune
 import tilelang as tl
 from autotune import Config, Options, tune
 from autotune import autotune as autotune_deco
-from autotune.space import bucket, candidates, fit, grid, spread, tuning_key
+from autotune.space import bucket, candidates, fit, fit_even, grid, spread, tuning_key
 from autotune.strategies import Evolutionary, ModelGuided, RandomSearch, make_strategy, resolve_budget
 from benchmarks.kernels import matmul as mm  # c = a @ b; 512-tiles exceed the 2 MiB of tile buffers (compile failure)
 
@@ -108,6 +108,24 @@ def test_fit_examples():
     assert fit(512, 640, 16) == 320 and fit(256, 1600, 16) == 160  # exact splits
     assert fit(512, 1000, 16) == 512  # 2 tiles of 512 rather than 3 of 336 for 1.6% less padding
     assert fit(512, 300, 16) == 304 and fit(256, 640, 32) == 160
+
+
+@given(st.integers(1, 600), st.integers(1, 10000), st.sampled_from([1.0, 1.25, 1.5]))
+def test_fit_even_splits_evenly_into_no_more_tiles(tile, extent, grow):
+    t = fit_even(tile, extent, grow=grow)
+    n, most = -(-extent // t), -(-extent // tile)
+    assert t <= max(tile, int(tile * grow)) and min(2, most) <= n <= most
+    assert n * t - extent < n  # equal tiles: the padding is less than one element per tile
+    assert n * t <= most * tile  # never more padding than the tile it fits
+    if grow == 1.0 and extent % tile == 0:
+        assert t == tile  # a shape in whole tiles runs them unchanged
+
+
+def test_fit_even_examples():
+    assert fit_even(256, 1800, grow=1.25) == 300 and fit_even(256, 1600, grow=1.25) == 320  # fewer, exact
+    assert fit_even(256, 2048, grow=1.25) == 256  # 7 tiles of 293 would pad
+    assert fit_even(256, 300, grow=1.25) == 150  # a dimension in 2 tiles stays in 2 (one per thread)
+    assert fit_even(256, 100) == 100 and fit_even(256, 1800) == 225
 
 
 @given(st.sampled_from([64, 128, 256, 512]), st.sampled_from([64, 128, 256, 512]), st.integers(1, 3000),

@@ -104,12 +104,29 @@ def test_ragged_shapes_run_tiles_fitted_to_them(dtype):
     """640 = 2 x 320: the defaults' 512 / 256 tiles would compute 1024 / 768 rows, mostly padding."""
     a = np.random.default_rng(1).standard_normal((640, 640), np.float32).astype(NP[dtype])
     packed, cfg = mm.launch_plan(dtype, a[None], a[None], a[None])
-    assert not packed and cfg["BM"] in (160, 320) and cfg["BN"] in (160, 320) and cfg["BK"] == 160
+    assert not packed and cfg["BM"] in (160, 320) and cfg["BN"] in (160, 320)
+    assert cfg["BK"] == (320 if dtype == "float32" else 160)  # float32 in 2 even tiles, bfloat16 in k-steps
     check(a, a, ops.matmul(a, a, out_dtype=np.float32))
     big = np.zeros((1, 2048, 2048), a.dtype)  # whole tiles: the defaults unchanged
     packed, cfg = mm.launch_plan(dtype, big, big, big)
     assert packed == mm.packed_path(dtype, 2048, 2048, 2048)
     assert cfg == (mm.PACKED_DEFAULT if packed else mm.tuned_config(dtype, big, big, big))
+
+
+def test_float32_tiles_grow_only_within_the_buffer_budget():
+    """Grown tiles whose buffers would pass FMA_GROWN_BYTES keep their size: 1100 in 512-tiles grows to 2 x 550
+    (2.6 MB of buffers), so it takes 3 x 367; the product still compiles and is right."""
+    grown = mm.fitted_fma({"BM": 256, "BN": 256, "BK": 256, "ORDER": "ij"}, 600, 1800, 1600)
+    assert (grown["BM"], grown["BN"], grown["BK"]) == (300, 300, 320)
+    big = {"BM": 512, "BN": 512, "BK": 512, "ORDER": "ij"}
+    fit = mm.fitted_fma(big, 1100, 1100, 1100)
+    assert (fit["BM"], fit["BN"], fit["BK"]) == (367, 367, 367)
+    assert 4 * (367 * 367 * 2 + 64 * 367) <= mm.FMA_GROWN_BYTES < 4 * (550 * 550 * 2 + 64 * 550)
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal((1, 1100, 1100), np.float32), rng.standard_normal((1, 1100, 1100), np.float32)
+    c = np.empty_like(a)
+    mm.matmul_kernel(a, b, c, **fit)
+    check(a[0], b[0], c[0])
 
 
 def test_tile_stores_stay_inside_a_strided_output():
