@@ -29,10 +29,11 @@ DEFAULTS = {  # tile sizes per input dtype until the tuner has something better 
     "float16": {"BM": 256, "BN": 256, "BK": 256, "ORDER": "ij"},
 }
 FIT_QUANTA = {"BM": 32, "BN": 32, "BK": 32}  # fitted tile sizes are multiples of these (a 2 x 2 AMX block, k-step)
-# float32 tiles (the FMA dot has no tile blocks or k-step: any size) are split evenly, growing up to this much where
-# that pads less. One-off (/tmp/s7/newold.py), against `fitted` in multiples of 16, n = 600-3000: 1.02-1.33x on
-# 1 thread (n = 1800: 240 -> 300, 1.33x; 2500 level), 1.04-1.14x on 2. Tiles of 344 at n = 2048 (a ragged last
-# tile, 0.8% padding) measured 0.88x 256: an even split beats a near one.
+# Tiles of the FMA dot (float32, float16 widened: no tile blocks or k-step, any size) are split evenly, growing up to
+# this much where that pads less. One-off (/tmp/s7/newold.py), float32 against `fitted` in multiples of 16,
+# n = 600-3000: 1.02-1.33x on 1 thread (n = 1800: 240 -> 300, 1.33x; 2500 level), 1.04-1.14x on 2; float16
+# against multiples of 32, 1 thread: 1.23x at n = 1800, 1.13x at 1600. Tiles of 344 at n = 2048 (a ragged
+# last tile, 0.8% padding) measured 0.88x 256: an even split beats a near one.
 FMA_GROW = 1.25
 FMA_GROWN_BYTES = STACK_LIMIT * 3 // 4  # grown tiles whose buffers would pass this keep their size
 
@@ -45,7 +46,7 @@ def fitted(cfg: dict, M: int, N: int, K: int, quanta: dict = FIT_QUANTA) -> dict
 
 
 def fitted_fma(cfg: dict, M: int, N: int, K: int) -> dict:
-    """`cfg` with float32 tiles split evenly over the product (`autotune.space.fit_even`), up to FMA_GROW times
+    """`cfg` with the FMA dot's tiles split evenly over the product (`autotune.space.fit_even`), up to FMA_GROW times
     larger where their buffers stay within FMA_GROWN_BYTES: the accumulator, A's pack and a B panel (64
     columns, or as wide as the tile for the few-row dot's panels)."""
     def split(grow):
@@ -254,14 +255,15 @@ def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1, batch: 
 def launch_plan(dtype: str, a3, b3, c3, config: dict | None = None) -> tuple[bool, dict]:
     """(packed, tiles): how `matmul` runs these 3-D operands. On the pre-packed path (`packed_path`) its
     config (`packed_config`), else matmul_kernel's: `config`, or the tuned or default one fitted to the shape
-    (float32 by `fitted_fma`)."""
+    (by `fitted_fma` where the dot runs on the FMA path, as float32 and float16 do)."""
     (_, M, K), N = a3.shape, b3.shape[2]
     if packed_path(dtype, M, N, K, config):
         return True, packed_config(M, N, K, config)
     if config:
         return False, config
     cfg = tuned_config(dtype, a3, b3, c3)
-    return False, fitted_fma(cfg, M, N, K) if dtype == "float32" else fitted(cfg, M, N, K)
+    fma = choose_path(codegen_options(current_target()), dt.BY_NAME[dtype]) in ("fma", "portable")
+    return False, fitted_fma(cfg, M, N, K) if fma else fitted(cfg, M, N, K)
 
 
 def ref_matmul(a: np.ndarray, b: np.ndarray, out_dtype=None) -> np.ndarray:
