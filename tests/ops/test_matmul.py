@@ -114,6 +114,17 @@ def test_ragged_shapes_run_tiles_fitted_to_them(dtype):
     assert cfg == (mm.PACKED_DEFAULT if packed else mm.tuned_config(dtype, big, big, big))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_even_tiles_grown_past_the_default_compute_the_product(dtype):
+    """600 x 620 x 700 in 256-tiles: 2 x 300 rows, 2 x 310 columns, 3 x 234 deep (grown, odd sizes)."""
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((600, 700), np.float32).astype(dtype)
+    b = rng.standard_normal((700, 620), np.float32).astype(dtype)
+    cfg = mm.launch_plan(dtype, a[None], b[None], np.empty((1, 600, 620), np.float32))[1]
+    assert (cfg["BM"], cfg["BN"], cfg["BK"]) == (300, 310, 234)  # (the test cache holds no tuned configs)
+    check(a, b, ops.matmul(a, b, out_dtype=np.float32))
+
+
 def test_float32_tiles_grow_only_within_the_buffer_budget():
     """Grown tiles whose buffers would pass FMA_GROWN_BYTES keep their size: 1100 in 512-tiles grows to 2 x 550
     (2.6 MB of buffers), so it takes 3 x 367; the product still compiles and is right."""
