@@ -148,7 +148,8 @@ def fit_even(tile: int, extent: int, *, grow: float = 1.0) -> int:
         return tile
     most = -(-extent // tile)
     fewest = max(-(-extent // max(1, int(tile * grow))), min(2, most))
-    return min((-(-extent // n) * n, n, -(-extent // n)) for n in range(fewest, most + 1))[2]
+    size = {n: -(-extent // n) for n in range(fewest, most + 1)}  # tile count -> equal tile size
+    return size[min(size, key=lambda n: (n * size[n], n))]
 
 
 def spread(bm: int, bn: int, M: int, N: int, threads: int, *, batch: int = 1, floor: int = 64) -> tuple[int, int]:
