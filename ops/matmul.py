@@ -30,10 +30,10 @@ DEFAULTS = {  # tile sizes per input dtype until the tuner has something better 
 }
 FIT_QUANTA = {"BM": 32, "BN": 32, "BK": 32}  # fitted tile sizes are multiples of these (a 2 x 2 AMX block, k-step)
 # Tiles of the FMA dot (float32, float16 widened: no tile blocks or k-step, any size) are split evenly, growing up to
-# this much where that pads less. One-off (/tmp/s7/newold.py), float32 against `fitted` in multiples of 16,
-# n = 600-3000: 1.02-1.33x on 1 thread (n = 1800: 240 -> 300, 1.33x; 2500 level), 1.04-1.14x on 2; float16
-# against multiples of 32, 1 thread: 1.23x at n = 1800, 1.13x at 1600. Tiles of 344 at n = 2048 (a ragged
-# last tile, 0.8% padding) measured 0.88x 256: an even split beats a near one.
+# this much where that pads less. One-off (a script outside the tree), float32 against `fitted` in multiples of 16,
+# n = 600-3000: 1.02-1.33x on 1 thread (n = 1800: 240 -> 300, 1.33x; 2500 level), 1.04-1.14x on 2; float16 against
+# multiples of 32: 1.13-1.23x on 1 thread (n = 1600, 1800), 1.07-1.18x on 2 (n = 1000-1800). Tiles of 344 at n = 2048
+# (a ragged last tile, 0.8% padding) measured 0.88x 256: an even split beats a near one.
 FMA_GROW = 1.25
 FMA_GROWN_BYTES = STACK_LIMIT * 3 // 4  # grown tiles whose buffers would pass this keep their size
 
