@@ -138,7 +138,6 @@ def fit(tile: int, extent: int, quantum: int, *, gain: float = 0.03) -> int:
     return least if padded(least) < (1 - gain) * padded(even) else even
 
 
-@functools.lru_cache(maxsize=4096)
 def fit_even(tile: int, extent: int, *, grow: float = 1.0) -> int:
     """The size of equal tiles covering `extent` with the least padding, at most `tile * grow` each, in no more
     tiles than `tile` takes (and in at least 2 where it takes 2 or more: a dimension split for the threads

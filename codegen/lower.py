@@ -86,6 +86,11 @@ def _accesses(nodes, param: int) -> bool:
     return any(m.op in (Op.LOAD, Op.STORE) and m.arg.param == param for m in walk(Block((), tuple(nodes))))
 
 
+def _corner(b: ir.IRBuilder, base: ir.Value, dims, elem: ir.Type) -> ir.Value:
+    """The address of a tile's first element from `_addressing`'s base and dims."""
+    return b.gep(base, [_dot(b, [(s, stride) for s, stride, _ in dims])], source_etype=elem)
+
+
 def _dot(b: ir.IRBuilder, terms) -> ir.Value:
     """sum(x * y) of (i64, i64) pairs."""
     out = i64(0)
@@ -392,7 +397,7 @@ class FunctionLowering:
         # a tile wholly inside the array (one check per store) takes plain vector stores
         b = self.b
         ok = self._whole_tile(dims, valid, value.shape)
-        corner = b.gep(base, [_dot(b, [(s, stride) for s, stride, _ in dims])], source_etype=elem)
+        corner = _corner(b, base, dims, elem)
 
         def plain(idx, col, w):
             off = _dot(b, [(i, stride) for i, (_, stride, _) in zip(idx, dims[:-1])] + [(col, i64(1))])
@@ -731,7 +736,7 @@ class FunctionLowering:
                 continue
             base, dims, valid, elem = self._addressing(st, [self.get(v) for v in st.srcs[1:]])
             ok = self._whole_tile(dims, valid, r.shape)
-            corner = self.b.gep(base, [_dot(self.b, [(s, stride) for s, stride, _ in dims])], source_etype=elem)
+            corner = _corner(self.b, base, dims, elem)
             out[arg] = StoreTarget(corner, dims[0][1], ok, st, self.b.and_(ok, runs))
         return out
 

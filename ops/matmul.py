@@ -7,6 +7,7 @@ rounding of a narrow output (one ulp of the output dtype).
 """
 from __future__ import annotations
 
+import functools
 import math
 import threading
 
@@ -49,12 +50,16 @@ def fitted_fma(cfg: dict, M: int, N: int, K: int) -> dict:
     """`cfg` with the FMA dot's tiles split evenly over the product (`autotune.space.fit_even`), up to FMA_GROW times
     larger where their buffers stay within FMA_GROWN_BYTES: the accumulator, A's pack and a B panel (64
     columns, or as wide as the tile for the few-row dot's panels)."""
+    BM, BN, BK = _fma_split(cfg["BM"], cfg["BN"], cfg["BK"], M, N, K)
+    return {**cfg, "BM": BM, "BN": BN, "BK": BK}
+
+
+@functools.lru_cache(maxsize=4096)  # (on every launch of matmul_kernel)
+def _fma_split(bm: int, bn: int, bk: int, M: int, N: int, K: int) -> tuple[int, int, int]:
     def split(grow):
-        return {**cfg, **{k: fit_even(cfg[k], n, grow=grow) for k, n in (("BM", M), ("BN", N), ("BK", K))}}
-    grown = split(FMA_GROW)
-    BM, BN, BK = grown["BM"], grown["BN"], grown["BK"]
-    panel = 64 if BM >= 6 else BN
-    return grown if 4 * (BM * BN + BM * BK + panel * BK) <= FMA_GROWN_BYTES else split(1.0)
+        return fit_even(bm, M, grow=grow), fit_even(bn, N, grow=grow), fit_even(bk, K, grow=grow)
+    m, n, k = split(FMA_GROW)
+    return (m, n, k) if 4 * (m * n + m * k + (64 if m >= 6 else n) * k) <= FMA_GROWN_BYTES else split(1.0)
 
 
 @tl.jit
@@ -172,7 +177,13 @@ def packed_path(dtype: str, M: int, N: int, K: int, config: dict | None = None) 
     """Whether `matmul` takes the pre-packed path: bfloat16 on AMX, large enough in every dim, and no
     matmul_kernel config given (one with an ORDER)."""
     return (dtype == "bfloat16" and min(M, N, K) >= PACKED_MIN and "ORDER" not in (config or {})
-            and choose_path(codegen_options(current_target()), dt.bfloat16) == "amx")
+            and dot_path(dtype) == "amx")
+
+
+def dot_path(dtype: str) -> str:
+    """The path ("amx", "bf16", "fma" or "portable": `codegen.dot.choose_path`) that tl.dot takes for `dtype`
+    operands on the current target."""
+    return choose_path(codegen_options(current_target()), dt.BY_NAME[dtype])
 
 
 def packed_config(M: int, N: int, K: int, config: dict | None = None) -> dict:
@@ -262,8 +273,7 @@ def launch_plan(dtype: str, a3, b3, c3, config: dict | None = None) -> tuple[boo
     if config:
         return False, config
     cfg = tuned_config(dtype, a3, b3, c3)
-    fma = choose_path(codegen_options(current_target()), dt.BY_NAME[dtype]) in ("fma", "portable")
-    return False, fitted_fma(cfg, M, N, K) if fma else fitted(cfg, M, N, K)
+    return False, fitted_fma(cfg, M, N, K) if dot_path(dtype) in ("fma", "portable") else fitted(cfg, M, N, K)
 
 
 def ref_matmul(a: np.ndarray, b: np.ndarray, out_dtype=None) -> np.ndarray:

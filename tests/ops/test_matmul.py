@@ -105,8 +105,7 @@ def test_ragged_shapes_run_tiles_fitted_to_them(dtype):
     a = np.random.default_rng(1).standard_normal((640, 640), np.float32).astype(NP.get(dtype, dtype))
     packed, cfg = mm.launch_plan(dtype, a[None], a[None], a[None])
     assert not packed and cfg["BM"] in (160, 320) and cfg["BN"] in (160, 320)
-    fma = mm.choose_path(mm.codegen_options(mm.current_target()), mm.dt.BY_NAME[dtype]) in ("fma", "portable")
-    assert cfg["BK"] == (320 if fma else 160)  # the FMA dot's tiles in 2 even ones, AMX's in whole k-steps
+    assert cfg["BK"] == (320 if mm.dot_path(dtype) in ("fma", "portable") else 160)  # the FMA dot's tiles in 2 even ones, AMX's in whole k-steps
     check(a, a, ops.matmul(a, a, out_dtype=np.float32))
     big = np.zeros((1, 2048, 2048), a.dtype)  # whole tiles: the defaults unchanged
     packed, cfg = mm.launch_plan(dtype, big, big, big)
