@@ -37,7 +37,7 @@ from codegen.dot_pack import (
     with_loader,
 )
 from codegen.ir import Node
-from codegen.llvm_util import const_bits, i64, reg_type, splat
+from codegen.llvm_util import i64, reg_type
 from codegen.tiles import Buf
 
 # (MR, NV) register blocks of the FMA micro-kernel by float32 lanes per vector
@@ -76,27 +76,19 @@ def _host():
 def lower_dot(fl, n: Node, a, acc: Buf | None, fresh: ir.Value | None = None,
               direct: tuple | None = None) -> tuple[Buf, bool]:
     """The DOT node `n` (A tile `a`) into `acc` (or a new buffer): (the result, whether it went to `direct`).
-    `fresh` (i1, with `acc`): acc holds no value yet and the product starts from zero (the first iteration of a
-    k loop whose accumulator starts as zeros). `direct` (ptr, row stride, i1): where the result is stored when
-    the i1 holds (the last iteration of such a loop, whose result is stored into an array), instead of `acc`;
-    a path that does not take it returns False and leaves the store to its caller."""
+    AMX only (codegen.lower gives them to no other path): `fresh` (i1, with `acc`): acc holds no value yet and
+    the product starts from zero (the first iteration of a k loop whose accumulator starts as zeros). `direct`
+    (ptr, row stride, i1): where the result is stored when the i1 holds (the last iteration of such a loop,
+    whose result is stored into an array), instead of `acc`; False when it leaves the store to its caller."""
     path = choose_path(fl.options or {}, n.srcs[0].dtype)
     if path == "amx":
         from codegen.dot_amx import lower_dot_amx
         return lower_dot_amx(fl, n, a, acc, fresh, direct)
-    if fresh is not None:  # the micro-kernels below read acc: zero it first
-        with fl.b.if_then(fresh):
-            zero(fl, acc)
+    assert fresh is None and direct is None, "a k loop's first and last dots are special on AMX only"
     if path == "bf16":
         from codegen.dot_bf16 import lower_dot_bf16
         return lower_dot_bf16(fl, n, a, acc), False
     return lower_dot_vector(fl, n, acc, fma_lanes(fl, path)), False
-
-
-def zero(fl, buf: Buf) -> None:
-    """Zero every element of `buf`."""
-    z = const_bits(0, buf.dtype)
-    fl.each_vector(buf.shape, lambda idx, col, w: buf.put(fl.b, idx, col, splat(fl.b, z, w)))
 
 
 def fma_lanes(fl, path: str) -> int:

@@ -16,7 +16,7 @@ from llvmlite import ir
 
 from codegen import convert
 from codegen import dtypes as dt
-from codegen.dot import lower_dot
+from codegen.dot import choose_path, lower_dot
 from codegen.dtypes import DType
 from codegen.ir import (BINARY, COMPARE, Block, CompileError, Kernel, Node, Op, Value, walk)
 from codegen.llvm_util import (F32, I32, I64, PTR, alloca, const_bits, nbytes, for_range, i64, iota, masked_gather,
@@ -717,8 +717,8 @@ class FunctionLowering:
         return {m.srcs[2] for m in body.nodes if m.op == Op.DOT and len(m.srcs) == 3 and m.srcs[2] in args}
 
     def _store_targets(self, n: Node, runs: ir.Value) -> dict[Value, StoreTarget]:
-        """FOR `n`'s 2-D carried tiles that a DOT accumulates on every iteration and that are then stored whole
-        into an array of their dtype (a k loop and its float32 output tile), by body argument, where nothing else
+        """FOR `n`'s 2-D carried tiles that an AMX DOT accumulates on every iteration and that are then stored
+        whole into an array of their dtype (a k loop and its float32 output tile), by body argument, where nothing else
         in the loop or before that STORE touches the array. The DOT may then store its last result there instead
         of into the accumulator that the STORE would copy, and with a first DOT from zero the accumulator is not
         touched at all by a one-iteration loop (AMX, bfloat16 -> float32, one-off on 1 and 2 threads: 1.35-1.94x
@@ -729,6 +729,7 @@ class FunctionLowering:
             st, between = self.result_stores.get(r, (None, ()))
             dot = dots.get(y)
             if (st is None or dot is None or dot.srcs[2] is not arg or len(r.shape) != 2
+                    or choose_path(self.options or {}, dot.srcs[0].dtype) != "amx"
                     or _accesses(body.nodes, st.arg.param) or _accesses(between, st.arg.param)
                     or any(self.uses[v] != 1 for v in (r, arg, y)) or tuple(st.arg.extents) != r.shape
                     or self.kernel.params[st.arg.param].dtype != r.dtype or not self._contiguous(st)

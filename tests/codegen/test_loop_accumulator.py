@@ -1,6 +1,6 @@
 """A k loop's accumulator (codegen.lower): `acc = tl.zeros(...); for k: acc += tl.dot(...); c[tile] = acc`.
 
-The first iteration's dot starts from zero instead of reading zeroed memory, and on AMX the last one stores
+On AMX the first iteration's dot starts from zero instead of reading zeroed memory, and the last one stores
 its tiles straight into `c` where the tile lies wholly inside it (the STORE's index arithmetic is hoisted
 above the loop for that: passes.hoist_store_indices). Checked against NumPy on every dot path for loops
 that run zero, one and several iterations, edge tiles, and kernels where the pattern does not apply.
