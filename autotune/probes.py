@@ -1,6 +1,7 @@
 """Hardware-limit probes of the host, JIT-compiled with llvmlite: the figures that calibrate "host".
 
     fma_peak(threads=1)        GFLOP/s of independent vector FMAs on register-resident accumulators
+    fma_microkernel(threads=1) GFLOP/s of tl.dot's float32 micro-kernel on packed panels in the caches
     amx_bf16_peak(threads=1)   GFLOP/s of `tdpbf16ps` on register-resident AMX tiles, None without AMX
     amx_bf16_loop(threads=1)   GFLOP/s of the matmul kernel's 2 x 2 AMX tile loop fed from the caches
     copy_bandwidth(threads)    GB/s (read + write bytes) of a large copy (arrays >> the caches)
@@ -27,7 +28,9 @@ from llvmlite import ir
 
 import csrc
 from codegen import engine
+from codegen.dot import FMA_BLOCKS, FMA_UNROLL
 from codegen.dot_amx import tile_config, tile_load, tile_store
+from codegen.dot_kernel import fma_scheme, micro_kernel
 from codegen.llvm_util import intrinsic
 from codegen.target import host_target
 
@@ -220,6 +223,49 @@ def fma_peak(threads: int = 1) -> float:
     ctx.view(64, np.float32, V)[:] = 1e-3
     ctx.view(128, np.float32, V)[:] = 0.999
     return _best_rate(address, ctx, threads, flops, lambda u: ctx.set_i64(0, u), units=1 << 14) / 1e9
+
+
+@functools.cache
+def _microkernel_body(steps: int) -> tuple[int, int]:
+    """(address, FLOPs per unit) of the micro-kernel probe: ctx[0] = units, ctx[8] = base; chunk c's buffer at
+    base + c * MICRO_BYTES holds its B panel (steps x NR), then at 512 KiB its A rows (MR x steps), at 768 KiB C
+    (MR x NR)."""
+    V = host_target().vlen
+    MR, NV = FMA_BLOCKS.get(V, (4, 2))
+    name = f"tl_autotune_microkernel_{steps}"
+
+    def emit(b, ctx, chunk):
+        base = b.gep(_field(b, ctx, 8, PTR), [b.mul(chunk, _i64(MICRO_BYTES))], source_etype=I8)
+        bp = base
+        a = b.gep(base, [_i64(MICRO_BYTES // 2)], source_etype=I8)
+        c = b.gep(base, [_i64(MICRO_BYTES * 3 // 4)], source_etype=I8)
+
+        def unit(b, _i, _c):
+            micro_kernel(b, fma_scheme(V, F32), steps=steps, unroll=FMA_UNROLL, mr=MR, widths=[V] * NV, a_base=a,
+                         a_rs=steps, a_ks=1, b_base=bp, b_step=NV * V, c_base=c, c_rs=NV * V, init_zero=False)
+            return []
+        _do_while(b, _i64(0), _field(b, ctx, 0, I64), [], unit)
+
+    return _jit(_body(name, emit), name), 2 * MR * NV * V * steps
+
+
+MICRO_BYTES = 1 << 20  # per chunk of the micro-kernel probe (A rows, B panel, C; 1 MiB apart)
+
+
+def fma_microkernel(threads: int = 1, steps: int = 256) -> float:
+    """GFLOP/s of tl.dot's float32 FMA micro-kernel (codegen.dot_kernel, the host's MR x NR register block)
+    repeated on one packed A block and B panel `steps` deep (256: the matmul's k block, the panel 64 KiB, from
+    L2 on AVX-512; 64: 16 KiB, in L1): C loaded before and stored after each run of the k loop, as in a dot.
+    What the float32 rows can reach at best: the instruction stream alone, no packing, no memory."""
+    threads = _threads(threads)
+    if not 1 <= steps <= 1024:
+        raise ValueError(f"steps must be in 1..1024, got {steps}")
+    address, flops = _microkernel_body(steps)
+    data = csrc.aligned_empty(threads * MICRO_BYTES // 4, np.float32, 4096)
+    data[:] = 1e-6
+    ctx = _Ctx()
+    ctx.set_i64(8, int(data.__array_interface__["data"][0]))
+    return _best_rate(address, ctx, threads, flops, lambda u: ctx.set_i64(0, u), units=64) / 1e9
 
 
 # ---------------------------------------------------------------- AMX peak

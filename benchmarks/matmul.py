@@ -86,6 +86,36 @@ AMX_LOOPS = {
 }
 
 
+# the float32 rows' micro-kernel in isolation (autotune.probes.fma_microkernel): name -> its k-steps
+FMA_LOOPS = {
+    "A and B panel in L1 (64-deep)": 64,
+    "B panel from L2 (256-deep, the kernel's k block)": 256,
+}
+
+
+def fma_limits(thread_counts, rounds: int = 3) -> Table:
+    """What bounds the float32 rows: tl.dot's FMA micro-kernel alone on packed panels in the caches (no packing,
+    no memory traffic), as a % of the FMA peak probed beside it (best of `rounds` alternating runs of each: the
+    machine's speed drifts over a run): the most the whole product can reach."""
+    t = Table(title="float32 FMA micro-kernel in isolation (probe, this run): GFLOP/s, % of the FMA peak probed "
+                    "beside it")
+    t.add_column("micro-kernel", justify="left")
+    for n in thread_counts:
+        t.add_column(f"{n} thr", justify="right")
+    cells = {}
+    for n in thread_counts:
+        best = dict.fromkeys(["peak", *FMA_LOOPS], 0.0)
+        for _ in range(rounds):
+            best["peak"] = max(best["peak"], probes.fma_peak(n))
+            for name, steps in FMA_LOOPS.items():
+                best[name] = max(best[name], probes.fma_microkernel(n, steps))
+        cells[n] = {name: f"{best[name]:,.0f} ({100 * best[name] / best['peak']:.0f}%)" for name in FMA_LOOPS}
+        cells[n]["FMA peak (beside)"] = f"{best['peak']:,.0f}"
+    for name in (*FMA_LOOPS, "FMA peak (beside)"):
+        t.add_row(name, *(cells[n][name] for n in thread_counts))
+    return t
+
+
 def amx_limits(thread_counts, peaks: dict) -> Table | None:
     """What bounds the bfloat16 rows: the kernel's 2 x 2 AMX tile loop fed from each cache level, with and
     without the accumulator round trip it makes per 256-deep k block, as a % of the AMX peak of this run."""
@@ -126,6 +156,7 @@ def main(argv=None) -> int:
     peaks = measure_peaks(counts)
     rows = run(counts, args.quick, peaks)
     show(rows, "ops.matmul vs peers and peaks (ratios from this run; peaks from JIT probes)")
+    Console().print(fma_limits(counts))
     limits = amx_limits(counts, peaks)
     if limits is not None:
         Console().print(limits)

@@ -78,8 +78,10 @@ def lower_dot(fl, n: Node, a, acc: Buf | None, fresh: ir.Value | None = None,
     """The DOT node `n` (A tile `a`) into `acc` (or a new buffer): (the result, whether it went to `direct`).
     AMX only (codegen.lower gives them to no other path): `fresh` (i1, with `acc`): acc holds no value yet and
     the product starts from zero (the first iteration of a k loop whose accumulator starts as zeros). `direct`
-    (ptr, row stride, i1): where the result is stored when the i1 holds (the last iteration of such a loop,
-    whose result is stored into an array), instead of `acc`; False when it leaves the store to its caller."""
+    (ptr, row stride, i1, cvt): where the result is stored when the i1 holds (the last iteration of such a loop,
+    whose result is stored into an array), instead of `acc`; False when it leaves the store to its caller. `cvt`
+    is None (a float32 array) or (convert(builder, float32 vector) -> memory form, element type) for an array
+    the result is converted into."""
     path = choose_path(fl.options or {}, n.srcs[0].dtype)
     if path == "amx":
         from codegen.dot_amx import lower_dot_amx

@@ -128,9 +128,13 @@ def lower_dot_amx(fl, n: Node, a, acc: Buf | None, fresh: ir.Value | None = None
         C = acc
         c_ptr, c_ld, c_init = fl.alloca((Mp * Np,), out, n.loc).ptr, Np, False
 
+    c_out = direct if whole else None
+    scratch = None
+    if c_out is not None and c_out[3] is not None:
+        scratch = fl.alloca((32 * 32,), out, n.loc, counted=False).ptr
     amx_loops(b, Mp=Mp, Np=Np, Kp=Kp, int8=int8, a_ptr=a_ptr, a_stride=a_stride, bt=bt, c_ptr=c_ptr,
-              c_ld=c_ld, c_init=c_init, acc_t=acc_t, ahead=a_ahead + b_ahead, c_fresh=fresh,
-              c_out=direct if whole else None)
+              c_ld=c_ld, c_init=c_init, acc_t=acc_t, ahead=a_ahead + b_ahead, c_fresh=fresh, c_out=c_out,
+              c_scratch=scratch)
 
     if whole:
         return C, direct is not None
@@ -199,11 +203,12 @@ class Ahead:
 
 def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, bt: BTiles, c_ptr, c_ld: int,
               c_init: bool, acc_t, ahead: tuple[Ahead, ...] = (), c_fresh: ir.Value | None = None,
-              c_out: tuple | None = None) -> None:
+              c_out: tuple | None = None, c_scratch: ir.Value | None = None) -> None:
     """C[Mp, Np] (row stride c_ld; loaded first when c_init, else zero) += A @ B over 2 x 2 tile blocks:
     A at a_ptr (bytes, row stride a_stride), B's tiles where `bt` says; `ahead` prefetched meanwhile.
     `c_fresh` (i1, with c_init): C holds no value yet, the tiles start at zero instead. `c_out` (ptr, row stride
-    in elements, i1): where the result tiles go instead of C when the i1 holds."""
+    in elements, i1, cvt): where the result tiles go instead of C when the i1 holds; with a `cvt` (see
+    codegen.dot.lower_dot) each block's tiles go through `c_scratch` (32 x 32 float32) and are converted there."""
     G = 4 if int8 else 2
     KS = TILE_BYTES // (1 if int8 else 2)
     et = I8 if int8 else I16
@@ -277,12 +282,26 @@ def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, bt: 
         if c_out is None:
             store(cptr, c_stride)
             return
-        out, rs, there = c_out
-        optr = [[b.gep(out, [b.add(b.mul(b.add(i0, i64(16 * r)), rs), b.add(j0, i64(16 * c)))], source_etype=acc_t)
+        out, rs, there, cvt = c_out
+        elem = acc_t if cvt is None else cvt[1]
+        optr = [[b.gep(out, [b.add(b.mul(b.add(i0, i64(16 * r)), rs), b.add(j0, i64(16 * c)))], source_etype=elem)
                  for c in range(nt)] for r in range(mt)]
         with b.if_else(there) as (direct, into_c):
             with direct:
-                store(optr, b.mul(rs, i64(4)))
+                if cvt is None:
+                    store(optr, b.mul(rs, i64(4)))
+                else:  # each tile through a compact 1 KiB of L1, converted row by row into C
+                    sptr = [[b.gep(c_scratch, [i64((2 * r + c) * 256)], source_etype=acc_t) for c in range(nt)]
+                            for r in range(mt)]
+                    store(sptr, i64(64))
+                    vt = vec(acc_t, 16)
+                    with for_range(b, 0, 16, 1, "amx.cv") as row:
+                        for r in range(mt):
+                            for c in range(nt):
+                                x = b.load(b.gep(sptr[r][c], [b.mul(row, i64(16))], source_etype=acc_t), typ=vt,
+                                           align=64)
+                                b.store(cvt[0](b, x), b.gep(optr[r][c], [b.mul(row, rs)], source_etype=elem),
+                                        align=1)
             with into_c:
                 store(cptr, c_stride)
 

@@ -30,6 +30,13 @@ ROW_GROUP = 4  # rows a row reduction (last axis) reduces together, interleaved
 ROW_ACCS = 2   # vector accumulators per row of a row reduction
 
 
+# A k loop's first DOT starts from zero (no zeroed accumulator to load) only in loops of at most this many
+# iterations. One-off A/B (bfloat16 inputs, 1 and 2 threads, M = N = 1024): with the first dot from zero in every
+# loop, K = 2048 measured 0.91-0.95x with a bfloat16 `c` (float32 `c`: 0.96-1.04x, noise level); K = 256 / 512
+# (one, two iterations) keep their 1.35-1.41x / 1.06-1.09x (bfloat16 `c`, where the last dot converts into it).
+FRESH_TRIPS = 2
+
+
 @dataclass(frozen=True)
 class StoreTarget:
     """Where a k loop's result is stored (FunctionLowering._store_targets)."""
@@ -38,6 +45,7 @@ class StoreTarget:
     inside: ir.Value      # i1: the tile lies wholly inside the array
     store: Node           # the STORE after the loop that copies the result there otherwise
     done: ir.Value        # i1 (after the loop): the loop's last DOT stored it (inside, and the loop ran)
+    cast: Node | None     # the CAST to the array's dtype between the loop and the STORE (a bfloat16 `c`), or None
 
 
 @dataclass(frozen=True)
@@ -116,16 +124,19 @@ class FunctionLowering:
         self.zeros: set[Value] = set()  # tile constants that are all zeros
         self.fresh: dict[Value, ir.Value] = {}  # DOT accumulators -> i1: "holds no value yet, start from zero"
         self.result_stores: dict[Value, tuple] = {}  # tiles -> (the STORE of them, the nodes between the two)
+        self.casts: dict[Value, Node] = {}  # tiles -> a CAST node of them
         self.loads: dict[Value, frozenset[Node]] = {}  # lazy tiles -> the LOAD nodes they are computed from
         self.direct: dict[Value, tuple[StoreTarget, ir.Value]] = {}  # DOT accumulators -> (target, i1 "last")
         self.stored: dict[Node, ir.Value] = {}  # STORE nodes -> i1: "a loop's last DOT already stored the value"
         self.argv: tuple[ir.Value, ir.Value, ir.Value, ir.Value] | None = None
 
     # ---- helpers ------------------------------------------------------------------------------
-    def alloca(self, shape: tuple[int, ...], d: DType, loc=None) -> Buf:
+    def alloca(self, shape: tuple[int, ...], d: DType, loc=None, *, counted: bool = True) -> Buf:
+        """A 64-byte-aligned stack buffer, `counted` against STACK_LIMIT (the tile sizes' budget; a few KiB of
+        fixed scratch need not be: the worker threads' stacks are far larger)."""
         n = math.prod(shape)
         t = mem_type(d)
-        self.stack += n * nbytes(t)
+        self.stack += n * nbytes(t) if counted else 0
         if self.stack > STACK_LIMIT:
             raise CompileError(f"the tiles of this kernel need more than {STACK_LIMIT >> 20} MiB of on-chip "
                                f"buffers (the last one is {d.name}{list(shape)}); use smaller tile sizes", loc)
@@ -204,6 +215,7 @@ class FunctionLowering:
         made = {r: i for i, n in enumerate(block.nodes) for r in n.results}
         self.result_stores.update({n.srcs[0]: (n, block.nodes[made[n.srcs[0]] + 1:i]) for i, n in enumerate(block.nodes)
                                    if n.op == Op.STORE and n.srcs[0] in made})
+        self.casts.update({n.srcs[0]: n for n in block.nodes if n.op == Op.CAST})
         last_use = {v: i for i, n in enumerate(block.nodes) for v in n.srcs}
         last_use.update(dict.fromkeys(block.yields, len(block.nodes)))
         for i, n in enumerate(block.nodes):
@@ -646,7 +658,14 @@ class FunctionLowering:
                 acc = self.materialize(acc, into=self.alloca(n.result.shape, n.result.dtype, n.loc))
             fresh = self.fresh.get(acc_v)
         target, last = self.direct.get(n.srcs[2], (None, None)) if acc is not None else (None, None)
-        into = (target.ptr, target.row_stride, self.b.and_(target.inside, last)) if target else None
+        into = None
+        if target:
+            cast = target.cast  # converted on the way exactly as the STORE's CAST would
+
+            def convert(b, x):
+                return to_mem(b, self.scalar_op(b, cast, [x]), cast.result.dtype)
+            cvt = None if cast is None else (convert, mem_type(cast.result.dtype))
+            into = (target.ptr, target.row_stride, self.b.and_(target.inside, last), cvt)
         self.env[n.result], stored = lower_dot(self, n, a, acc, fresh, into)
         if stored:
             self.stored[target.store] = target.done
@@ -659,16 +678,17 @@ class FunctionLowering:
         body = n.regions[0]
         inits = n.srcs[3:]
         carried = []
-        runs = b.icmp_signed("<" if step_val > 0 else ">", start, stop)
-        targets = self._store_targets(n, runs)
-        # (a first dot from zero without the last one stored into the array measured 0.84-1.01x on AMX at K >= 1024)
+        cmp = ">=" if step_val > 0 else "<="
+        runs = b.not_(b.icmp_signed(cmp, start, stop))
+        few = b.and_(runs, b.icmp_signed(cmp, b.add(start, b.mul(step, i64(FRESH_TRIPS))), stop))  # 1..FRESH_TRIPS runs
+        targets = self._store_targets(n, runs, few)
         fresh = self._fresh_accumulators(n) & targets.keys()
         for v, arg in zip(inits, body.args[1:]):
             if not v.shape:
                 carried.append(self.get(v))
-            elif arg in fresh:  # zeros only if the loop runs no iteration: its first DOT starts from zero itself
+            elif arg in fresh:  # zeros unless the loop's first DOT starts from zero itself
                 buf = self.alloca(v.shape, v.dtype, n.loc)
-                with b.if_then(b.not_(runs)):
+                with b.if_then(b.not_(few)):
                     self.materialize(self.tile(v), into=buf)
                 carried.append(buf)
             else:
@@ -694,7 +714,7 @@ class FunctionLowering:
         self.env[body.args[0]] = iv
         for arg, c, p in zip(body.args[1:], carried, phis):
             self.env[arg] = c if p is None else p
-        first = b.icmp_signed("==", iv, start)
+        first = b.and_(b.icmp_signed("==", iv, start), few)
         self.fresh.update(dict.fromkeys(fresh, first))
         last = b.icmp_signed(">=" if step_val > 0 else "<=", b.add(iv, step), stop)
         self.direct.update({arg: (t, last) for arg, t in targets.items()})
@@ -716,29 +736,39 @@ class FunctionLowering:
         args = {arg for v, arg in zip(n.srcs[3:], body.args[1:]) if v.shape and v in self.zeros and self.uses[arg] == 1}
         return {m.srcs[2] for m in body.nodes if m.op == Op.DOT and len(m.srcs) == 3 and m.srcs[2] in args}
 
-    def _store_targets(self, n: Node, runs: ir.Value) -> dict[Value, StoreTarget]:
+    def _store_targets(self, n: Node, runs: ir.Value, few: ir.Value) -> dict[Value, StoreTarget]:
         """FOR `n`'s 2-D carried tiles that an AMX DOT accumulates on every iteration and that are then stored
-        whole into an array of their dtype (a k loop and its float32 output tile), by body argument, where nothing else
-        in the loop or before that STORE touches the array. The DOT may then store its last result there instead
-        of into the accumulator that the STORE would copy, and with a first DOT from zero the accumulator is not
-        touched at all by a one-iteration loop (AMX, bfloat16 -> float32, one-off on 1 and 2 threads: 1.35-1.94x
-        at K = 256, 1.08-1.26x at K = 512, 0.96-1.11x at K >= 1024)."""
+        whole into an array of their dtype (a k loop and its float32 output tile), or of the dtype a single CAST of
+        them converts to (a bfloat16 output tile), by body argument, where nothing else in the loop or before that
+        STORE touches the array. The DOT may then store its last result there instead of into the accumulator that
+        the STORE would copy, and with a first DOT from zero the accumulator is not touched at all by a one-iteration
+        loop (AMX, bfloat16 -> float32, one-off on 1 and 2 threads: 1.35-1.94x at K = 256, 1.08-1.26x at K = 512,
+        0.96-1.11x at K >= 1024). A converted result goes there only from loops of at most FRESH_TRIPS iterations
+        (`few`), through a 4 KiB scratch in L1 (bfloat16 -> bfloat16, M = N = 1024, 1 and 2 threads: 1.35-1.41x at
+        K = 256, 1.06-1.09x at K = 512)."""
         body, out = n.regions[0], {}
         dots = {m.result: m for m in body.nodes if m.op == Op.DOT and len(m.srcs) == 3}
         for r, arg, y in zip(n.results, body.args[1:], body.yields):
             st, between = self.result_stores.get(r, (None, ()))
+            cast, stored = None, r
+            if st is None and r in self.casts and r.dtype == dt.float32 and self.casts[r].result.dtype.is_float:
+                cast = self.casts[r]  # stored converted: a bfloat16 `c`
+                stored = cast.result
+                st, between = self.result_stores.get(stored, (None, ()))
             dot = dots.get(y)
             if (st is None or dot is None or dot.srcs[2] is not arg or len(r.shape) != 2
                     or choose_path(self.options or {}, dot.srcs[0].dtype) != "amx"
                     or _accesses(body.nodes, st.arg.param) or _accesses(between, st.arg.param)
-                    or any(self.uses[v] != 1 for v in (r, arg, y)) or tuple(st.arg.extents) != r.shape
-                    or self.kernel.params[st.arg.param].dtype != r.dtype or not self._contiguous(st)
+                    or any(self.uses[v] != 1 for v in (r, arg, y, stored)) or tuple(st.arg.extents) != r.shape
+                    or self.kernel.params[st.arg.param].dtype != stored.dtype or not self._contiguous(st)
                     or not all(v in self.env for v in st.srcs[1:])):
                 continue
             base, dims, valid, elem = self._addressing(st, [self.get(v) for v in st.srcs[1:]])
             ok = self._whole_tile(dims, valid, r.shape)
+            if cast is not None:  # (in longer loops converting there measured 0.95-0.99x the STORE's conversion)
+                ok = self.b.and_(ok, few)
             corner = _corner(self.b, base, dims, elem)
-            out[arg] = StoreTarget(corner, dims[0][1], ok, st, self.b.and_(ok, runs))
+            out[arg] = StoreTarget(corner, dims[0][1], ok, st, self.b.and_(ok, runs), cast)
         return out
 
     def _write_back(self, values, targets, n: Node) -> None:

@@ -52,11 +52,13 @@ _SCALAR_OPS = BINARY | COMPARE | UNARY | {Op.CONST, Op.ARG, Op.SHAPE, Op.CAST}
 
 
 def hoist_store_indices(kernel: Kernel) -> Kernel:
-    """Move the scalar index arithmetic of a STORE of a FOR's result to before that FOR, so the loop's
-    lowering knows where its result goes (codegen.lower writes a k loop's last DOT straight to the array)."""
+    """Move the scalar index arithmetic of a STORE of a FOR's result (or of a CAST of it) to before that FOR, so
+    the loop's lowering knows where its result goes (codegen.lower writes a k loop's last DOT straight to the
+    array)."""
     def rewrite(block: Block) -> Block:
         nodes = list(block.nodes)
         loops = {r: m for m in block.nodes if m.op == Op.FOR for r in m.results}
+        loops.update({m.result: loops[m.srcs[0]] for m in block.nodes if m.op == Op.CAST and m.srcs[0] in loops})
         for st in block.nodes:
             loop = loops.get(st.srcs[0]) if st.op == Op.STORE else None
             if loop is not None:

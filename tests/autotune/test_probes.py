@@ -32,6 +32,22 @@ def test_fma_peak_two_threads():
     assert positive(probes.fma_peak(2))
 
 
+@pytest.mark.parametrize("steps", [64, 256, 3])
+def test_fma_microkernel_runs_below_the_peak(steps):
+    """The float32 micro-kernel probe runs on one and two threads (a step count that its unrolling does not
+    divide too) at a rate between a fifth of the FMA peak and the peak (its FMAs wait on loads as well)."""
+    for threads in (1, 2):
+        rate, peak = probes.fma_microkernel(threads, steps), probes.fma_peak(threads)
+        assert positive(rate)
+        assert 0.2 * peak < rate < 1.25 * peak
+
+
+def test_fma_microkernel_checks_steps():
+    for bad in (0, 2048):
+        with pytest.raises(ValueError, match="steps"):
+            probes.fma_microkernel(1, bad)
+
+
 def test_amx_peak_or_none():
     peak = probes.amx_bf16_peak(1)
     if probes.amx_available():

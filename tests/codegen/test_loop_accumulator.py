@@ -1,9 +1,11 @@
 """A k loop's accumulator (codegen.lower): `acc = tl.zeros(...); for k: acc += tl.dot(...); c[tile] = acc`.
 
-On AMX the first iteration's dot starts from zero instead of reading zeroed memory, and the last one stores
-its tiles straight into `c` where the tile lies wholly inside it (the STORE's index arithmetic is hoisted
-above the loop for that: passes.hoist_store_indices). Checked against NumPy on every dot path for loops
-that run zero, one and several iterations, edge tiles, and kernels where the pattern does not apply.
+On AMX the first iteration's dot starts from zero instead of reading zeroed memory (in loops of at most
+FRESH_TRIPS iterations), and the last one stores its tiles straight into `c` where the tile lies wholly inside
+it (the STORE's index arithmetic is hoisted above the loop for that: passes.hoist_store_indices); into a
+narrower `c` (bfloat16, float16) it converts them on the way, in loops of at most FRESH_TRIPS iterations.
+Checked against NumPy on every dot path for loops that run zero, one and several iterations, edge tiles, and
+kernels where the pattern does not apply; a narrow `c` bit for bit against the float32 result rounded.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 
 import tilelang as tl
 from codegen.ir import Op
+from codegen.lower import FRESH_TRIPS
 from tests.codegen import test_dot
 from tests.codegen.test_dot import _fresh, _np, _out, _rand, check, k_loop, mm
 
@@ -53,6 +56,18 @@ def mm_offset(a, b, c, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
         for k in tl.range(tl.cdiv(K, BK)):
             acc += tl.dot(a[i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
         c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc + 0
+
+
+@tl.jit
+def mm_narrow(a, b, c, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    """c = a @ b accumulated in float32 and stored in c's dtype (converted where c is narrower)."""
+    M, K = a.shape
+    N = b.shape[1]
+    for i, j in tl.grid(tl.cdiv(M, BM), tl.cdiv(N, BN)):
+        acc = tl.zeros((BM, BN), tl.float32)
+        for k in tl.range(tl.cdiv(K, BK)):
+            acc += tl.dot(a[i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
+        c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
 
 
 @pytest.mark.parametrize("path,dtype", PATHS, indirect=["path"])
@@ -103,8 +118,8 @@ def _program(kernel, *args, **kw):
 
 
 def test_store_indices_are_hoisted_above_the_loop():
-    """The index arithmetic of the store of the loop's result comes before the loop; that of a store
-    of something computed after the loop stays where it was."""
+    """The index arithmetic of the store of the loop's result (or of its conversion to a bfloat16 c) comes
+    before the loop; that of a store of something computed after the loop stays where it was."""
     a, b, c = np.zeros((64, 64), np.float32), np.zeros((64, 64), np.float32), np.zeros((64, 64), np.float32)
     nodes = _program(mm, a, b, c, BM=32, BN=32, BK=32)
     loop = next(i for i, n in enumerate(nodes) if n.op == Op.FOR)
@@ -113,6 +128,14 @@ def test_store_indices_are_hoisted_above_the_loop():
     assert store.srcs[0] in nodes[loop].results
     assert all(defined[s] < loop for s in store.srcs[1:] if s in defined)
     assert any(s in defined for s in store.srcs[1:])  # (the indices are computed in the program)
+
+    nodes = _program(mm_narrow, a, b, np.zeros((64, 64), _np("bfloat16")), BM=32, BN=32, BK=32)
+    loop = next(i for i, n in enumerate(nodes) if n.op == Op.FOR)
+    store = next(n for n in nodes if n.op == Op.STORE)
+    defined = {r: i for i, n in enumerate(nodes) for r in n.results}
+    assert nodes[defined[store.srcs[0]]].op == Op.CAST
+    assert all(defined[s] < loop for s in store.srcs[1:] if s in defined)
+    assert any(s in defined for s in store.srcs[1:])
 
     nodes = _program(mm_offset, a, b, c, BM=32, BN=32, BK=32)
     loop = next(i for i, n in enumerate(nodes) if n.op == Op.FOR)
@@ -149,3 +172,47 @@ def test_output_views(path, dtype):
     flipped = np.full((M, N), 7, _out(M, N, dtype).dtype)
     _fresh(mm)(a, b, flipped[::-1], BM=32, BN=32, BK=32)
     check(flipped[::-1], a, b)
+
+
+NARROW_PATHS = [p for p in PATHS if p[1] != "int8"]
+
+
+@pytest.mark.parametrize("path,dtype", NARROW_PATHS, indirect=["path"])
+@pytest.mark.parametrize("out", ["bfloat16", "float16"])
+@pytest.mark.parametrize("M,N,K", [(64, 96, 0), (64, 96, 32), (64, 96, 32 * FRESH_TRIPS), (64, 96, 32 * FRESH_TRIPS + 32),
+                                   (50, 70, 60), (130, 96, 64)])
+def test_a_narrow_output_is_the_float32_result_rounded(path, dtype, out, M, N, K):
+    """A float32 accumulator stored into a bfloat16 / float16 `c`: loops of no iteration, one, FRESH_TRIPS (on AMX
+    the last dot converts its whole tiles into c), one more (the STORE converts), and edge tiles. c equals the same
+    kernel's float32 result rounded to c's dtype bit for bit, overflow to inf (float16) included."""
+    rng = np.random.default_rng(M + N + K)
+    a, b = _rand(rng, (M, K), dtype), _rand(rng, (K, N), dtype)
+    a[:8] *= 4096  # products past float16's range in the first rows
+    c = np.full((M, N), 7, _np(out))
+    c32 = np.full((M, N), 7, np.float32)
+    _fresh(mm_narrow)(a, b, c, BM=32, BN=32, BK=32)
+    _fresh(mm_narrow)(a, b, c32, BM=32, BN=32, BK=32)
+    check(c32, a, b)
+    np.testing.assert_array_equal(c.view(np.uint16), c32.astype(_np(out)).view(np.uint16))
+
+
+@pytest.mark.parametrize("path,dtype", [("amx", "bfloat16")], indirect=["path"])
+def test_a_narrow_output_views(path, dtype):
+    """The converting last dot follows c's row stride: a view into wider rows (nothing written outside it) and
+    rows in reverse order; it is there (its conversion loop) for a bfloat16 c and not for a float32 one."""
+    rng = np.random.default_rng(12)
+    M, N, K = 64, 64, 64
+    a, b = _rand(rng, (M, K), dtype), _rand(rng, (K, N), dtype)
+    ref = np.zeros((M, N), np.float32)
+    kernel = _fresh(mm_narrow)
+    kernel(a, b, ref, BM=32, BN=32, BK=32)
+    ref = ref.astype(_np("bfloat16")).view(np.uint16)
+    wide = np.full((M, N + 40), 7, _np("bfloat16"))
+    kernel(a, b, wide[:, 10:10 + N], BM=32, BN=32, BK=32)
+    np.testing.assert_array_equal(wide[:, 10:10 + N].view(np.uint16), ref)
+    assert (wide[:, :10] == 7).all() and (wide[:, 10 + N:] == 7).all()
+    flipped = np.full((M, N), 7, _np("bfloat16"))
+    kernel(a, b, flipped[::-1], BM=32, BN=32, BK=32)
+    np.testing.assert_array_equal(flipped[::-1].view(np.uint16), ref)
+    assert "amx.cv" in kernel.inspect(a, b, wide, BM=32, BN=32, BK=32)["llvm_ir"]
+    assert "amx.cv" not in kernel.inspect(a, b, np.zeros((M, N), np.float32), BM=32, BN=32, BK=32)["llvm_ir"]
