@@ -2,14 +2,15 @@
 
 Tile sizes with several 32-column blocks of B and a ragged last one, an odd number of 16-row A tiles, K
 not a multiple of the VNNI group or the tile's k step, every input dtype AMX takes (bfloat16, int8, FP8
-widened to bfloat16), transposed operands, strided (non-contiguous) arrays, the matmul block sizes, and
-edge tiles of the arrays that take the masked reads.
+widened to bfloat16), transposed operands, strided (non-contiguous) arrays, the matmul block sizes, edge tiles
+of the arrays that take the masked reads, and an A read in place (rows on cache lines) or packed (not).
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+import csrc
 from tests.codegen import test_dot
 from tests.codegen.test_dot import _fresh, _out, _rand, check, mm, mm_at, mm_bt
 
@@ -59,3 +60,24 @@ def test_large_blocks(path, dtype):
     c = _out(M, N, dtype)
     _fresh(mm)(a, b, c, BM=512, BN=512, BK=256)
     check(c, a, b)
+
+
+@pytest.mark.parametrize("path,dtype", [("amx", "bfloat16"), ("amx", "int8")], indirect=["path"])
+@pytest.mark.parametrize("offset", [0, 16, 32])
+def test_a_in_place_only_on_cache_lines(path, dtype, offset):
+    """An A whose tiles are read in place (rows 512 bytes apart) starting on a cache line, and the same values
+    `offset` bytes into one (packed, as NumPy's own buffers usually are): the same result, bit for bit."""
+    rng = np.random.default_rng(offset)
+    M, N, K = 64, 96, 256
+    a, b = _rand(rng, (M, K), dtype), _rand(rng, (K, N), dtype)
+    aligned = csrc.aligned_empty((M, K), a.dtype, 64)
+    aligned[:] = a
+    raw = csrc.aligned_empty((a.nbytes + 64,), np.uint8, 64)
+    shifted = raw[offset:offset + a.nbytes].view(a.dtype).reshape(M, K)
+    shifted[:] = a
+    kernel = _fresh(mm)
+    c0, c1 = _out(M, N, dtype), _out(M, N, dtype)
+    kernel(aligned, b, c0, BM=64, BN=96, BK=256)
+    kernel(shifted, b, c1, BM=64, BN=96, BK=256)
+    check(c1, a, b)
+    np.testing.assert_array_equal(c0, c1)
