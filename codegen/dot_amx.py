@@ -208,7 +208,7 @@ def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, bt: 
     A at a_ptr (bytes, row stride a_stride), B's tiles where `bt` says; `ahead` prefetched meanwhile.
     `c_fresh` (i1, with c_init): C holds no value yet, the tiles start at zero instead. `c_out` (ptr, row stride
     in elements, i1, cvt): where the result tiles go instead of C when the i1 holds; with a `cvt` (see
-    codegen.dot.lower_dot) each block's tiles go through `c_scratch` (32 x 32 float32) and are converted there."""
+    codegen.dot.lower_dot) each block's tiles go through `c_scratch` (32 x 32 float32), converted from there."""
     G = 4 if int8 else 2
     KS = TILE_BYTES // (1 if int8 else 2)
     et = I8 if int8 else I16
