@@ -3,8 +3,9 @@
     python -m benchmarks.matmul [--quick] [--threads N ...]
 
 Every ratio is taken in this run; the peaks come from JIT probes run just before (autotune.probes).
-Products on the pre-packed path (`ops.matmul.packed_path`: bfloat16 on AMX, every dim >= PACKED_MIN) are
-also timed against the per-program-packing kernel on the same inputs (the "per-program packing" entry).
+Products on the pre-packed path (`ops.matmul.packed_path`: bfloat16 on AMX, M, N >= PACKED_MIN, K >=
+PACKED_MIN_K) are also timed against the per-program-packing kernel on the same inputs (the "per-program
+packing" entry).
 """
 from __future__ import annotations
 

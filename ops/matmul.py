@@ -169,14 +169,18 @@ PACKED_SPACE = [{"BM": m, "BN": n, "BK": k} for m in (64, 128, 256, 512) for n i
                 for k in (128, 256, 512) if m * n * 4 + (m + n) * k * 2 <= 2 << 20]
 PACKED_DEFAULT = {"BM": 256, "BN": 512, "BK": 256}
 PACKED_QUANTA = {"BM": 32, "BN": PANEL_W, "BK": 32}  # whole 2 x 2 AMX blocks (the layout needs 16, 32, 32)
-PACKED_MIN = 1536  # every dim at least this (n = 1024: per-program packing measured level or faster)
+PACKED_MIN = 1152  # M and N at least this, and K at least PACKED_MIN_K. One-off against per-program packing
+# (1 / 2 threads): n = 1152 1.16x / 1.07x, 1280 1.12x / 1.08x, 1408 1.03x / 1.04x; 2048 x 2048 x K = 256, 512,
+# 1024: 1.06-1.17x; 4096 x 4096 x 128 1.12-1.46x; 1280 x 1280 x 640 1.06-1.09x; but n = 1024 0.99x / 1.01x and
+# 1024 x 1024 x 2048 1.00x / 0.92x (two row and column blocks: each operand is packed only twice per call there)
+PACKED_MIN_K = 128  # (1536 x 1536 x 64: 1.09x on 1 thread, 0.84x on 2)
 SCRATCH_CACHE_BYTES = 64 << 20  # packed operands up to this size keep their buffers across calls
 
 
 def packed_path(dtype: str, M: int, N: int, K: int, config: dict | None = None) -> bool:
-    """Whether `matmul` takes the pre-packed path: bfloat16 on AMX, large enough in every dim, and no
-    matmul_kernel config given (one with an ORDER)."""
-    return (dtype == "bfloat16" and min(M, N, K) >= PACKED_MIN and "ORDER" not in (config or {})
+    """Whether `matmul` takes the pre-packed path: bfloat16 on AMX, M and N at least PACKED_MIN and K at least
+    PACKED_MIN_K, and no matmul_kernel config given (one with an ORDER)."""
+    return (dtype == "bfloat16" and min(M, N) >= PACKED_MIN and K >= PACKED_MIN_K and "ORDER" not in (config or {})
             and dot_path(dtype) == "amx")
 
 

@@ -207,9 +207,9 @@ def test_errors():
 def test_bfloat16_pre_packed_path(monkeypatch):
     """Large bfloat16 products on AMX pack A and B once per call (ops.matmul.matmul_packed); every dim
     is lowered to 1 here so small ragged, batched, broadcast and transposed shapes take that path."""
-    lo = mm.PACKED_MIN
-    amx = mm.packed_path("bfloat16", lo, lo, lo)
-    for dims in ((lo - 1, lo, lo), (lo, lo - 1, lo), (lo, lo, lo - 1)):  # every dim at least PACKED_MIN
+    lo, lo_k = mm.PACKED_MIN, mm.PACKED_MIN_K
+    amx = mm.packed_path("bfloat16", lo, lo, lo_k)
+    for dims in ((lo - 1, lo, lo), (lo, lo - 1, lo), (lo, lo, lo_k - 1)):  # M, N at least PACKED_MIN, K PACKED_MIN_K
         assert not mm.packed_path("bfloat16", *dims)
     assert not mm.packed_path("bfloat16", lo, lo, lo, dict(mm.DEFAULTS["bfloat16"]))  # ORDER: matmul_kernel
     assert not mm.packed_path("float32", lo, lo, lo) and not mm.packed_path("float16", lo, lo, lo)
