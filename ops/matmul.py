@@ -171,7 +171,7 @@ PACKED_DEFAULT = {"BM": 256, "BN": 512, "BK": 256}
 PACKED_QUANTA = {"BM": 32, "BN": PANEL_W, "BK": 32}  # whole 2 x 2 AMX blocks (the layout needs 16, 32, 32)
 PACKED_MIN = 1152  # M and N at least this, and K at least PACKED_MIN_K. One-off against per-program packing
 # (1 / 2 threads): n = 1152 1.16x / 1.07x, 1280 1.12x / 1.08x, 1408 1.03x / 1.04x; 2048 x 2048 x K = 256, 512,
-# 1024: 1.06-1.17x; 4096 x 4096 x 128 1.12-1.46x; 1280 x 1280 x 640 1.06-1.09x; but n = 1024 0.99x / 1.01x and
+# 1024: 1.01-1.17x; 4096 x 4096 x 128 1.12-1.46x; 1280 x 1280 x 640 1.06-1.09x; but n = 1024 0.99x / 1.01x and
 # 1024 x 1024 x 2048 1.00x / 0.92x (two row and column blocks: each operand is packed only twice per call there).
 # FP8 (ops.scaled_matmul takes this path too): 1.11-1.23x at n = 1152, 1280 and 2048 x 2048 x 256 / 1024
 PACKED_MIN_K = 128  # (1536 x 1536 x 64: 1.09x on 1 thread, 0.84x on 2)
