@@ -123,8 +123,8 @@ class FunctionLowering:
         self.stack = 0
         self.zeros: set[Value] = set()  # tile constants that are all zeros
         self.fresh: dict[Value, ir.Value] = {}  # DOT accumulators -> i1: "holds no value yet, start from zero"
-        self.result_stores: dict[Value, tuple] = {}  # tiles -> (the STORE of them, the nodes between the two)
-        self.casts: dict[Value, Node] = {}  # tiles -> a CAST node of them
+        # tiles -> (the STORE of them, or of their only CAST; the nodes between the tile and the STORE; the CAST or None)
+        self.result_stores: dict[Value, tuple] = {}
         self.loads: dict[Value, frozenset[Node]] = {}  # lazy tiles -> the LOAD nodes they are computed from
         self.direct: dict[Value, tuple[StoreTarget, ir.Value]] = {}  # DOT accumulators -> (target, i1 "last")
         self.stored: dict[Node, ir.Value] = {}  # STORE nodes -> i1: "a loop's last DOT already stored the value"
@@ -213,9 +213,14 @@ class FunctionLowering:
     # ---- blocks -------------------------------------------------------------------------------
     def lower_block(self, block: Block) -> None:
         made = {r: i for i, n in enumerate(block.nodes) for r in n.results}
-        self.result_stores.update({n.srcs[0]: (n, block.nodes[made[n.srcs[0]] + 1:i]) for i, n in enumerate(block.nodes)
-                                   if n.op == Op.STORE and n.srcs[0] in made})
-        self.casts.update({n.srcs[0]: n for n in block.nodes if n.op == Op.CAST})
+        for i, n in enumerate(block.nodes):
+            if n.op != Op.STORE or n.srcs[0] not in made:
+                continue
+            v, cast = n.srcs[0], None
+            m = block.nodes[made[v]]
+            if m.op == Op.CAST and m.srcs[0] in made and self.uses[v] == 1:  # stored converted: keyed by its source
+                v, cast = m.srcs[0], m
+            self.result_stores[v] = (n, block.nodes[made[v] + 1:i], cast)
         last_use = {v: i for i, n in enumerate(block.nodes) for v in n.srcs}
         last_use.update(dict.fromkeys(block.yields, len(block.nodes)))
         for i, n in enumerate(block.nodes):
@@ -749,17 +754,14 @@ class FunctionLowering:
         body, out = n.regions[0], {}
         dots = {m.result: m for m in body.nodes if m.op == Op.DOT and len(m.srcs) == 3}
         for r, arg, y in zip(n.results, body.args[1:], body.yields):
-            st, between = self.result_stores.get(r, (None, ()))
-            cast, stored = None, r
-            if st is None and r in self.casts and r.dtype == dt.float32 and self.casts[r].result.dtype.is_float:
-                cast = self.casts[r]  # stored converted: a bfloat16 `c`
-                stored = cast.result
-                st, between = self.result_stores.get(stored, (None, ()))
+            st, between, cast = self.result_stores.get(r, (None, (), None))
+            stored = r if cast is None else cast.result  # a cast: to a narrower float (a bfloat16 `c`)
             dot = dots.get(y)
             if (st is None or dot is None or dot.srcs[2] is not arg or len(r.shape) != 2
+                    or (cast is not None and not (r.dtype == dt.float32 and stored.dtype.is_float))
                     or choose_path(self.options or {}, dot.srcs[0].dtype) != "amx"
                     or _accesses(body.nodes, st.arg.param) or _accesses(between, st.arg.param)
-                    or any(self.uses[v] != 1 for v in (r, arg, y, stored)) or tuple(st.arg.extents) != r.shape
+                    or any(self.uses[v] != 1 for v in (r, arg, y)) or tuple(st.arg.extents) != r.shape
                     or self.kernel.params[st.arg.param].dtype != stored.dtype or not self._contiguous(st)
                     or not all(v in self.env for v in st.srcs[1:])):
                 continue

@@ -62,6 +62,30 @@ def k_loop_reading_its_output(a, b, c, d, BM: tl.constexpr, BN: tl.constexpr, BK
 
 
 @tl.jit
+def k_loop_then_read_then_store(a, b, c, d, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    """d = c as it was, read after the k loop but before its result is stored (converted to c's dtype) into c."""
+    for i, j in tl.grid(tl.cdiv(a.shape[0], BM), tl.cdiv(b.shape[1], BN)):
+        acc = tl.zeros((BM, BN), tl.float32)
+        for k in tl.range(tl.cdiv(a.shape[1], BK)):
+            acc += tl.dot(a[i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
+        d[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN]
+        c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
+
+
+@tl.jit
+def k_loop_then_old_output_f32_acc(a, b, c, d, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    """d = c as it was (loaded before the k loop, stored after the loop's float32 result is stored, converted to
+    c's dtype, into c)."""
+    for i, j in tl.grid(tl.cdiv(a.shape[0], BM), tl.cdiv(b.shape[1], BN)):
+        old = c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN]
+        acc = tl.zeros((BM, BN), tl.float32)
+        for k in tl.range(tl.cdiv(a.shape[1], BK)):
+            acc += tl.dot(a[i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
+        c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
+        d[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = old
+
+
+@tl.jit
 def k_loop_then_old_output(a, b, c, d, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     """d = c as it was (loaded before the k loop, stored after c is); c = a @ b."""
     for i, j in tl.grid(tl.cdiv(a.shape[0], BM), tl.cdiv(b.shape[1], BN)):
@@ -125,3 +149,21 @@ def test_a_k_loop_whose_output_array_is_read_too(mode, kernel, dtype):
     tl.jit(kernel.fn)(a, b, c, d, BM=32, BN=32, BK=32)
     np.testing.assert_array_equal(d, 3)
     np.testing.assert_allclose(c, a.astype(np.float32) @ b.astype(np.float32), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel", [k_loop_then_read_then_store, k_loop_then_old_output_f32_acc])
+@pytest.mark.parametrize("c_dtype", [np.float32, ml_dtypes.bfloat16])
+@pytest.mark.parametrize("K", [32, 64, 96])
+def test_a_k_loop_with_a_float32_accumulator_and_its_output_read(mode, kernel, c_dtype, K):
+    """c read after a k loop of bfloat16 dots and before the loop's result is stored into it (converted, for a
+    bfloat16 c), or read before the loop and used after: the last dot must not have stored into c already
+    (loops of 1, 2, 3 iterations)."""
+    rng = np.random.default_rng(K)
+    a = rng.standard_normal((64, K)).astype(ml_dtypes.bfloat16)
+    b = rng.standard_normal((K, 64)).astype(ml_dtypes.bfloat16)
+    c = np.full((64, 64), 3, c_dtype)
+    d = np.zeros((64, 64), np.float32)
+    tl.jit(kernel.fn)(a, b, c, d, BM=32, BN=32, BK=32)
+    np.testing.assert_array_equal(d, 3)
+    ref = (a.astype(np.float32) @ b.astype(np.float32)).astype(c_dtype).astype(np.float32)
+    np.testing.assert_allclose(c.astype(np.float32), ref, rtol=1e-2, atol=1e-2)

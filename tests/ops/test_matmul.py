@@ -205,8 +205,9 @@ def test_errors():
 
 
 def test_bfloat16_pre_packed_path(monkeypatch):
-    """Large bfloat16 products on AMX pack A and B once per call (ops.matmul.matmul_packed); every dim
-    is lowered to 1 here so small ragged, batched, broadcast and transposed shapes take that path."""
+    """Large bfloat16 products on AMX pack A and B once per call (ops.matmul.matmul_packed); PACKED_MIN is
+    lowered to 1 here (K = 129 passes PACKED_MIN_K) so small ragged, batched, broadcast and transposed shapes
+    take that path."""
     lo, lo_k = mm.PACKED_MIN, mm.PACKED_MIN_K
     amx = mm.packed_path("bfloat16", lo, lo, lo_k)
     for dims in ((lo - 1, lo, lo), (lo, lo - 1, lo), (lo, lo, lo_k - 1)):  # M, N at least PACKED_MIN, K PACKED_MIN_K
