@@ -1,0 +1,123 @@
+"""ops.matmul's tuning space: every config of `SPACE` computes the right product on ragged shapes of two tiles
+per dimension (float32, bfloat16 and float16 inputs, float32 and narrow outputs, k loops of 2-4 iterations),
+or is refused with a clear error, and a config stored in the tuning database is the one the op launches
+(fitted to the shape; the defaults otherwise; an explicit `config` still wins)."""
+import importlib
+
+import numpy as np
+import pytest
+
+import autotune
+import ops
+from autotune import Config, TuningDatabase
+from autotune.space import grid
+from ops import _tuned
+from tests.ops.test_matmul import BF16, check
+from tilelang.errors import KernelError
+
+mm = importlib.import_module("ops.matmul")  # the module (ops.matmul is the function)
+CONFIGS = grid(mm.SPACE)
+# (input, output) dtypes: config j runs VARIANTS[j % 5]. The grid's last two parameters (BK, ORDER) give each
+# (BM, BN) 8 consecutive configs, so every BM and BN meets every variant (test_cases_cover_the_space)
+VARIANTS = [(np.float32, np.float32), (BF16, BF16), (BF16, np.float32), (np.float16, np.float16),
+            (np.float16, np.float32)]
+LARGEST = (512, 512, 512)  # the only tiles whose buffers may pass the 2 MiB budget (the FMA path's: 3 MiB)
+
+
+@pytest.fixture(autouse=True)
+def fresh_tuned():
+    _tuned._TUNED.clear()
+    yield
+    _tuned._TUNED.clear()
+
+
+def shape(j: int, c: Config) -> tuple[int, int, int]:
+    """Two tiles in M and N, the second ragged; K in 2-4 k blocks, the last ragged."""
+    return c["BM"] + 1 + 6 * (j % 5), c["BN"] + 3 + 4 * (j % 7), (2 + j % 3) * c["BK"] - 5
+
+
+def test_space_is_declared():
+    assert set(mm.SPACE) == {"BM", "BN", "BK", "ORDER"} and len(CONFIGS) >= 16
+    for d in ("float32", "bfloat16", "float16"):
+        assert Config(**mm.DEFAULTS[d]) in CONFIGS
+
+
+def test_cases_cover_the_space():
+    for key in ("BM", "BN"):
+        for v in mm.SPACE[key]:
+            assert {j % len(VARIANTS) for j, c in enumerate(CONFIGS) if c[key] == v} == set(range(len(VARIANTS)))
+    assert {shape(j, c)[2] // c["BK"] for j, c in enumerate(CONFIGS)} == {1, 2, 3}  # 2, 3 and 4 k blocks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("j", range(len(CONFIGS)), ids=[f"{c['BM']}x{c['BN']}x{c['BK']}{c['ORDER']}-v{j % 5}"
+                                                       for j, c in enumerate(CONFIGS)])
+def test_every_config_in_the_space_is_right(j):
+    c = CONFIGS[j]
+    din, dout = VARIANTS[j % len(VARIANTS)]
+    m, n, k = shape(j, c)
+    rng = np.random.default_rng(j)
+    a = rng.standard_normal((m, k), np.float32).astype(din)
+    b = rng.standard_normal((k, n), np.float32).astype(din)
+    try:
+        out = ops.matmul(a, b, out_dtype=dout, config=c.kwargs)
+    except KernelError as e:  # a clear refusal, at the kernel's line, and only of the largest tiles
+        assert "on-chip buffers" in str(e) and "use smaller tile sizes" in str(e) and "matmul.py" in str(e)
+        assert (c["BM"], c["BN"], c["BK"]) == LARGEST, str(e)
+        return
+    assert out.dtype == dout
+    check(a, b, out)
+
+
+class Spy:
+    """Stands in for matmul_kernel and records the tile constexprs of every launch; `kernel` is what the
+    tuning database is keyed by (autotune.lookup unwraps it), so lookups see the real kernel."""
+
+    def __init__(self, real):
+        self.kernel, self.calls = real, []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append({k: kwargs[k] for k in ("BM", "BN", "BK", "ORDER")})
+        return self.kernel(*args, **kwargs)
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    s = Spy(mm.matmul_kernel)
+    monkeypatch.setattr(mm, "matmul_kernel", s)
+    return s
+
+
+def test_a_stored_config_is_what_the_op_runs(spy, tmp_path, monkeypatch):
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((96, 200), np.float32), rng.standard_normal((200, 160), np.float32)
+    a3, b3, c3 = a[None], b[None], np.empty((1, 96, 160), np.float32)
+    default = mm.fitted_fma(mm.default_config("float32", 96, 160, 200, mm.csrc.num_threads()), 96, 160, 200)
+    # nothing stored: the defaults, fitted to the shape
+    ops.matmul(a, b)
+    assert spy.calls[-1] == default
+    # tune a one-config space into the (session-private) database: the op now launches that config, fitted
+    stored = Config(BM=32, BN=64, BK=64, ORDER="ji")
+    assert stored in CONFIGS and mm.fitted_fma(stored.kwargs, 96, 160, 200) != default
+    res = autotune.tune(spy.kernel, (a3, b3, c3), [stored], verbose=False, executor="serial",
+                        options=autotune.Options(warmup=0, repeats=1, rounds=1, min_time=0.0))
+    assert res.best == stored
+    _tuned._TUNED.clear()
+    check(a, b, ops.matmul(a, b))
+    assert spy.calls[-1] == mm.fitted_fma(stored.kwargs, 96, 160, 200)
+    assert mm.launch_plan("float32", a3, b3, c3) == (False, spy.calls[-1])  # what the plan says is what ran
+    # read once per bucket: a shape in the same buckets needs no database read
+    monkeypatch.setattr(_tuned, "lookup", lambda *a, **kw: pytest.fail("the database was read again"))
+    ops.matmul(a[:90], b[:, :150])
+    assert spy.calls[-1]["ORDER"] == "ji"
+    # an explicit config wins over the database and runs as given
+    ops.matmul(a, b, config={"BM": 64, "BN": 128, "BK": 64, "ORDER": "ij"})
+    assert spy.calls[-1] == {"BM": 64, "BN": 128, "BK": 64, "ORDER": "ij"}
+    # the lookup is the database's: another (empty) database gives the defaults again
+    monkeypatch.undo()
+    monkeypatch.setattr(mm, "matmul_kernel", spy)
+    _tuned._TUNED.clear()
+    empty = TuningDatabase(tmp_path / "empty")
+    monkeypatch.setattr(_tuned, "lookup", lambda *a, **kw: autotune.lookup(*a, database=empty, **kw))
+    ops.matmul(a, b)
+    assert spy.calls[-1] == default
