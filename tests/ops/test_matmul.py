@@ -238,3 +238,29 @@ def test_bfloat16_pre_packed_path(monkeypatch):
     monkeypatch.setattr(mm, "PACKED_MIN", 68)  # M = 67 below it: the per-program packing kernel
     check(a, b, ops.matmul(a, b, out_dtype=np.float32))
     assert not calls
+
+
+def test_concurrent_calls_from_python_threads(monkeypatch):
+    """ops.matmul called from several Python threads at once: each call's result is its own (the pre-packed
+    path packs into per-thread scratch buffers; PACKED_MIN is lowered so these small shapes take it on AMX)."""
+    import threading
+    monkeypatch.setattr(mm, "PACKED_MIN", 1)
+    errors, barrier = [], threading.Barrier(4)
+
+    def worker(seed):
+        try:
+            rng = np.random.default_rng(seed)
+            barrier.wait()
+            for it in range(4):
+                m, n, k = 40 + 24 * ((seed + it) % 3), 70 + 16 * (it % 2), 130 + 32 * ((seed * it) % 3)
+                a = rng.standard_normal((m, k), np.float32).astype(BF16)
+                b = rng.standard_normal((k, n), np.float32).astype(BF16)
+                check(a, b, ops.matmul(a, b, out_dtype=(np.float32, BF16)[it % 2]))
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(repr(e))
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors[0]
