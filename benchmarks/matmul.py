@@ -31,7 +31,8 @@ mm = importlib.import_module("ops.matmul")  # the module (the package attribute 
 SETTLE_S = 0.15
 SQUARE = (512, 1024, 2048, 4096)
 RAGGED = (1600,)  # a square that whole default tiles do not divide (ops.matmul fits its tiles to it)
-DECODE = ((1, 4096, 4096), (16, 4096, 4096), (64, 4096, 4096))
+DECODE = ((1, 4096, 4096), (16, 4096, 4096), (64, 4096, 4096),
+          (1, 11008, 4096))  # (M, N, K); the last: a LLaMA-7B MLP projection, N in tiles that 4096 does not divide
 PER_PROGRAM = "per-program packing"  # the extra entry of a pre-packed row: matmul_kernel, DEFAULTS fitted, same inputs
 
 

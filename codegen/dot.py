@@ -173,13 +173,14 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
         with_loader(fl, sb, lambda ld: pack(fl, ld, cvt, Bp, acc_t, p, ncols, K=K, V=V, NV=NV))
 
     if M <= MR and sb.from_array and sb.dtype == out and not sb.transposed:
-        # GEMV-like: every B element is used once, so an in-bounds tile streams B in place (edge tiles
-        # are packed through their masked loads)
-        base, rs, ok = sb.resolve()
-        with b.if_else(ok, likely=True) as (then, otherwise):
+        # GEMV-like: every B element is used once, so a tile whose k rows lie in the array streams B in place,
+        # an edge tile past the array's last column too (its columns beyond read as zeros, masked); one past
+        # the last row is packed through its masked loads
+        base, rs, _ = sb.resolve()
+        rows_ok, cols = sb.edge()
+        with b.if_else(rows_ok, likely=True) as (then, otherwise):
             with then:
-                stream_loops(b, scheme, chunk=STREAM_CHUNK, b_ptr=base, b_rs=rs, pack_panel=pack_b, packed=Bp,
-                             **loops)
+                stream_loops(b, scheme, chunk=STREAM_CHUNK, b_ptr=base, b_rs=rs, cols=cols, **loops)
             with otherwise:
                 block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
         return C

@@ -21,7 +21,7 @@ from typing import Callable
 
 from llvmlite import ir
 
-from codegen.llvm_util import I1, I64, fmuladd, for_range, i64, masked_load, masked_store, nbytes, splat, vec
+from codegen.llvm_util import I1, I64, fmuladd, for_range, i64, iota, masked_load, masked_store, nbytes, splat, vec
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,10 @@ def _c_store(b, val, ptr, V, w):
 
 def micro_kernel(b: ir.IRBuilder, s: Scheme, *, steps: int, unroll: int, mr: int, widths: list[int],
                  a_base: ir.Value, a_rs, a_ks: int, b_base: ir.Value, b_step,
-                 c_base: ir.Value, c_rs: int, init_zero: bool) -> None:
+                 c_base: ir.Value, c_rs: int, init_zero: bool, b_masks: list | None = None) -> None:
     """One MR x NR block: C[0:mr, 0:sum(widths)] (+)= A[0:mr, :] @ Bpanel, pointers already offset.
-    `a_rs` and `b_step` are ints or i64 values (a B panel read in place from an array)."""
+    `a_rs` and `b_step` are ints or i64 values (a B panel read in place from an array). `b_masks`: per B
+    vector, None (a whole vector) or the i1 lanes to read (the others read as zeros and touch no memory)."""
     V, nv = s.V, len(widths)
     vt = vec(s.acc_t, V)
     b_align = s.b_align if isinstance(b_step, int) else nbytes(s.b_elem)
@@ -80,12 +81,18 @@ def micro_kernel(b: ir.IRBuilder, s: Scheme, *, steps: int, unroll: int, mr: int
     else:
         accs = [_c_load(b, cptrs[r][v], V, widths[v], s.acc_t) for r in range(mr) for v in range(nv)]
 
+    def _b_load(ptr, mask):
+        bt = vec(s.b_elem, s.b_vw)
+        if mask is None:
+            return b.load(ptr, typ=bt, align=b_align)
+        return masked_load(b, ptr, mask, ir.Constant(bt, None), nbytes(s.b_elem))
+
     def step(k, accs, u):
         """accs after k-step `k + u` (k an i64 value)."""
         kk = b.add(k, i64(u)) if u else k
         bo = b.mul(kk, i64(b_step) if isinstance(b_step, int) else b_step)
-        bvs = [b.load(b.gep(b_base, [b.add(bo, i64(v * s.b_vw))], source_etype=s.b_elem),
-                      typ=vec(s.b_elem, s.b_vw), align=b_align) for v in range(nv)]
+        bvs = [_b_load(b.gep(b_base, [b.add(bo, i64(v * s.b_vw))], source_etype=s.b_elem),
+                       b_masks[v] if b_masks else None) for v in range(nv)]
         ao = b.mul(kk, i64(a_ks)) if a_ks != 1 else kk
         out = list(accs)
         for r in range(mr):
@@ -190,49 +197,72 @@ def block_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, MR: i
 
 def stream_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, chunk: int, NV: int, unroll: int,
                  a_ptr: ir.Value, a_rs, a_ks: int, b_ptr: ir.Value, b_rs: ir.Value, c_ptr: ir.Value,
-                 init_zero: bool, pack_panel: Callable, packed: ir.Value) -> None:
+                 init_zero: bool, cols: ir.Value | None = None) -> None:
     """C[M, N] (+)= A @ B for a few rows (M <= MR, GEMV-like), B read in place (k-step stride `b_rs`).
 
     Every B element is used once, so the dot is a stream of B from memory. The k-steps go in chunks of
-    `chunk` outermost and the full NR-column panels inner: B is read as `chunk` long runs along whole
-    rows (what the hardware prefetchers follow, a few pages at a time) rather than one short run per row
-    and panel; C (a few rows) stays in L1 between chunks. The ragged last panel is packed into `packed`
-    by `pack_panel(p, ncols)` and runs over all k-steps at once."""
+    `chunk` outermost and the NR-column panels inner: B is read as `chunk` long runs along whole rows (what
+    the hardware prefetchers follow, a few pages at a time) rather than one short run per row and panel; C
+    (a few rows) stays in L1 between chunks. The ragged last panel streams too, its last vector read under a
+    lane mask. `cols` (i64): how many of B's columns lie in its array; where that is fewer than N (an edge
+    tile), the panels past it read each vector under the mask of its columns before `cols` (the others read
+    as zeros and touch no memory)."""
     V = s.V
     NR = NV * V
     npan, nrem = divmod(N, NR)
+    lanes = iota(I64, V)
 
-    def run(k0: int | ir.Value, ksteps: int, zero: bool) -> None:
+    def masks(col, widths: list[int], edge: bool) -> list | None:
+        """The B vectors' lane masks in the panel at column `col` (None: every lane of every vector)."""
+        if edge:
+            return [b.icmp_signed("<", b.add(splat(b, b.add(col, i64(v * V)), V), lanes), splat(b, cols, V))
+                    for v in range(len(widths))]
+        if widths[-1] == V:
+            return None
+        return [None] * (len(widths) - 1) + [_lane_mask(V, widths[-1])]
+
+    def run(k0: int | ir.Value, ksteps: int, zero: bool, edge: bool) -> None:
         k0 = i64(k0) if isinstance(k0, int) else k0
         a_base = b.gep(a_ptr, [b.mul(k0, i64(a_ks))], source_etype=s.a_elem)
 
-        def panel(p):
+        def panel(p, widths, masked: bool):
             col = b.mul(p, i64(NR))
-            micro_kernel(b, s, steps=ksteps, unroll=unroll, mr=M, widths=[V] * NV, a_base=a_base, a_rs=a_rs,
+            micro_kernel(b, s, steps=ksteps, unroll=unroll, mr=M, widths=widths, a_base=a_base, a_rs=a_rs,
                          a_ks=a_ks, b_base=b.gep(b_ptr, [b.add(b.mul(k0, b_rs), col)], source_etype=s.b_elem),
-                         b_step=b_rs, c_base=b.gep(c_ptr, [col], source_etype=s.acc_t), c_rs=N, init_zero=zero)
-        if npan == 1:
-            panel(i64(0))
+                         b_step=b_rs, c_base=b.gep(c_ptr, [col], source_etype=s.acc_t), c_rs=N, init_zero=zero,
+                         b_masks=masks(col, widths, masked))
+        if edge:  # the panels wholly in the array first, unmasked; then those past its last column
+            inside = b.udiv(cols, i64(NR))
+            with for_range(b, 0, inside, 1, "st.p") as p:
+                panel(p, [V] * NV, False)
+            with for_range(b, inside, npan, 1, "st.e") as p:
+                panel(p, [V] * NV, True)
+        elif npan == 1:
+            panel(i64(0), [V] * NV, False)
         elif npan > 1:
             with for_range(b, 0, npan, 1, "st.p") as p:
-                panel(p)
+                panel(p, [V] * NV, False)
+        if nrem:
+            panel(i64(npan), [min(V, nrem - v * V) for v in range(-(-nrem // V))], edge)
 
-    full, rem = divmod(steps, chunk)
-    if npan:
+    def chunks(edge: bool) -> None:
+        full, rem = divmod(steps, chunk)
         if full:
-            run(0, chunk, init_zero)
+            run(0, chunk, init_zero, edge)
         if full > 1:
             with for_range(b, chunk, full * chunk, chunk, "st.k") as k0:
-                run(k0, chunk, False)
+                run(k0, chunk, False, edge)
         if rem:
-            run(full * chunk, rem, init_zero and not full)
-    if nrem:
-        p = i64(npan)
-        pack_panel(p, nrem)
-        widths = [min(V, nrem - v * V) for v in range(-(-nrem // V))]
-        micro_kernel(b, s, steps=steps, unroll=unroll, mr=M, widths=widths, a_base=a_ptr, a_rs=a_rs, a_ks=a_ks,
-                     b_base=packed, b_step=NR, c_base=b.gep(c_ptr, [i64(npan * NR)], source_etype=s.acc_t),
-                     c_rs=N, init_zero=init_zero)
+            run(full * chunk, rem, init_zero and not full, edge)
+    if cols is None:
+        chunks(False)
+        return
+    # every column in the array: whole vectors (a mask on every B load measured 0.80x at M = 1, K = N = 4096)
+    with b.if_else(b.icmp_signed(">=", cols, i64(N)), likely=True) as (whole, edge):
+        with whole:
+            chunks(False)
+        with edge:
+            chunks(True)
 
 
 __all__ = ["Scheme", "fma_scheme", "micro_kernel", "block_loops", "stream_loops"]

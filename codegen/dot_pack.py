@@ -47,6 +47,7 @@ class Source(_Direct):
     direct: Callable | None   # () -> (base pointer, row stride (i64), in-bounds (i1) or None = always)
     from_array: bool = False  # `direct` reads an array argument (not a local buffer)
     _resolved: tuple | None = None
+    edge: Callable | None = None  # (from an array) () -> (rows in bounds (i1), columns in bounds (i64)): _edge
 
 
 def _producers(fl) -> dict:
@@ -90,6 +91,33 @@ def _direct_load(fl, node, lazy: Lazy, rank: int = 2):
     return direct
 
 
+def _edge(fl, node):
+    """For a 2-D tile load with a contiguous last dim: () -> (i1: the tile's rows lie in the array, its first
+    column at or after the array's, and every dropped index in bounds; i64: how many of its columns lie in the
+    array, 0..extent). An edge tile past the array's last column has rows_ok and fewer columns."""
+    acc = node.arg
+    last = len(acc.kept) - 1
+
+    def edge():
+        b = fl.b
+        ok, cols, ki = None, None, 0
+        for d, kept in enumerate(acc.kept):
+            size, s = fl.array_shape(acc.param, d), fl.get(node.srcs[d])
+            inb = b.icmp_signed(">=", s, i64(0))
+            if d == last:  # (a direct load keeps its last dim)
+                left = b.sub(size, s)
+                cols = b.select(b.icmp_signed("<", left, i64(0)), i64(0), left)
+                cols = b.select(b.icmp_signed(">", cols, i64(acc.extents[ki])), i64(acc.extents[ki]), cols)
+            elif kept:
+                inb = b.and_(inb, b.icmp_signed("<=", b.add(s, i64(acc.extents[ki])), size))
+            else:
+                inb = b.and_(inb, b.icmp_signed("<", s, size))
+            ki += kept
+            ok = inb if ok is None else b.and_(ok, inb)
+        return ok, cols
+    return edge
+
+
 def source_of(fl, v: Value) -> Source:
     """How to read dot operand `v` (a 2-D tile)."""
     prod = _producers(fl).get(v)
@@ -100,13 +128,14 @@ def source_of(fl, v: Value) -> Source:
         x = fl.tile(v)
         prod = _producers(fl).get(v)
     rows, cols = v.shape
-    direct, from_array = None, False
+    direct, from_array, edge = None, False, None
     if isinstance(x, Buf) and tuple(x.shape) == (rows, cols):
         direct = _direct_buf(x)
     elif isinstance(x, Lazy) and prod is not None and prod.op == Op.LOAD:
         direct = _direct_load(fl, prod, x)
         from_array = direct is not None
-    return Source(x, v.dtype, rows, cols, transposed, direct, from_array)
+        edge = _edge(fl, prod) if from_array else None
+    return Source(x, v.dtype, rows, cols, transposed, direct, from_array, edge=edge)
 
 
 @dataclass

@@ -46,11 +46,18 @@ def fitted(cfg: dict, M: int, N: int, K: int, quanta: dict = FIT_QUANTA) -> dict
     return {**cfg, **{k: fit(cfg[k], n, quanta[k]) for k, n in (("BM", M), ("BN", N), ("BK", K))}}
 
 
-def fitted_fma(cfg: dict, M: int, N: int, K: int) -> dict:
+def fitted_fma(cfg: dict, M: int, N: int, K: int, threads: int = 1, batch: int = 1) -> dict:
     """`cfg` with the FMA dot's tiles split evenly over the product (`autotune.space.fit_even`), up to FMA_GROW times
     larger where their buffers stay within FMA_GROWN_BYTES: the accumulator, A's pack and a B panel (64
-    columns, or as wide as the tile for the few-row dot's panels)."""
+    columns, or as wide as the tile for the few-row dot's panels). A streamed product (one row of tiles, M <=
+    STREAM_ROWS, `batch` of them) gets as many column tiles on each of the `threads`: M = 1, K = 4096 on 2
+    threads, N = 11008 in 4 tiles instead of 3 measured 1.43x, N = 12288 1.30x (one-off)."""
     BM, BN, BK = _fma_split(cfg["BM"], cfg["BN"], cfg["BK"], M, N, K)
+    if M <= STREAM_ROWS and BM >= M:
+        tiles = -(-N // BN)
+        while batch * tiles % threads:
+            tiles += 1
+        BN = -(-N // tiles)
     return {**cfg, "BM": BM, "BN": BN, "BK": BK}
 
 
@@ -239,7 +246,9 @@ def matmul_packed(a3, b3, c3, config: dict | None = None) -> None:
 
 
 STREAM_ROWS = 4  # row tiles of at most this many rows take the dot's streaming (GEMV-like) path
-STREAM_BN = 4096  # the widest column block of a streamed product
+STREAM_BN = 16384  # the widest column block of a streamed product (its float32 accumulator: 64 KiB a row). One-off, M = 1
+# and 2 on 1 thread (K = 4096; 1024 for N = 32768): N = 11008, 14336 whole against 4096-wide blocks 1.12-1.26x, 5120
+# 1.07x, 32768 in 8192-blocks 1.04x
 
 SPACE = {"BM": [32, 64, 128, 256, 512], "BN": [64, 128, 256, 512], "BK": [64, 128, 256, 512], "ORDER": ["ij", "ji"]}
 
@@ -278,7 +287,9 @@ def launch_plan(dtype: str, a3, b3, c3, config: dict | None = None) -> tuple[boo
     if config:
         return False, config
     cfg = tuned_config(dtype, a3, b3, c3)
-    return False, fitted_fma(cfg, M, N, K) if dot_path(dtype) in ("fma", "portable") else fitted(cfg, M, N, K)
+    if dot_path(dtype) in ("fma", "portable"):
+        return False, fitted_fma(cfg, M, N, K, csrc.num_threads(), a3.shape[0])
+    return False, fitted(cfg, M, N, K)
 
 
 def ref_matmul(a: np.ndarray, b: np.ndarray, out_dtype=None) -> np.ndarray:

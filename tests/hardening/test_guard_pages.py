@@ -84,3 +84,37 @@ def test_the_guard_catches_an_out_of_bounds_read():
     proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode < 0 or proc.returncode > 128, proc  # killed by SIGSEGV
+
+
+STREAM_EDGES = textwrap.dedent('''
+    import json
+    import numpy as np
+    import ops
+    from codegen import dtypes as dt
+    from tests.hardening.guard import guarded, fill
+
+    rng = np.random.default_rng(1)
+    runs = 0
+    # few-row float32 products stream B in place; column tiles (BN) that pass B's last column, with and without
+    # a ragged last panel, some wholly past it; k blocks that pass K (that tile is packed instead)
+    for m, n, k, bn, bk in ((1, 1100, 700, 512, 256), (3, 1100, 700, 600, 700), (1, 1000, 300, 448, 128),
+                            (4, 37, 513, 64, 256), (2, 4099, 64, 2050, 64), (1, 70, 40, 2048, 64)):
+        for side in ("after", "before"):
+            a = fill(guarded((m, k), np.float32, side), rng)
+            b = fill(guarded((k, n), np.float32, side), rng)
+            c = guarded((m, n), np.float32, side)
+            ops.matmul(a, b, out=c, config={"BM": m, "BN": bn, "BK": bk, "ORDER": "ij"})
+            np.testing.assert_allclose(c, a @ b, rtol=1e-5, atol=2e-6 * k)
+            runs += 1
+    print(json.dumps({"runs": runs}))
+''')
+
+
+def test_streamed_edge_tiles_read_nothing_past_b():
+    """A few-row product's column tile past the last column of B streams the columns inside B under lane masks
+    (codegen.dot_kernel.stream_loops): right results, and no read past B's guard page."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-c", STREAM_EDGES], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, f"streamed edge tiles failed (signal/exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["runs"] == 12

@@ -89,6 +89,18 @@ def test_decode_shapes_stream_b(m):
     check(a, b, out[:, :1100])
 
 
+@pytest.mark.parametrize("n,threads,batch,bn", [(11008, 1, 1, 11008), (11008, 2, 1, 5504), (12288, 2, 1, 6144),
+                                                  (4096, 2, 3, 2048), (40000, 1, 1, 13334), (3000, 4, 1, 750)])
+def test_streamed_products_take_a_column_block_per_thread(n, threads, batch, bn):
+    """A few-row float32 product (the streamed path) runs as many equal column tiles on every thread, each as
+    wide as it can be (up to STREAM_BN), so each streams the longest runs of B's rows."""
+    cfg = mm.fitted_fma(mm.default_config("float32", 1, n, 4096, threads, batch=batch), 1, n, 4096, threads, batch)
+    tiles = -(-n // cfg["BN"])
+    assert cfg["BN"] == bn and batch * tiles % threads == 0 and cfg["BN"] <= mm.STREAM_BN
+    # three 4096-column tiles (the default's fit of 11008) on two threads become four
+    assert mm.fitted_fma({"BM": 1, "BN": 4096, "BK": 256, "ORDER": "ij"}, 1, 11008, 4096, 2)["BN"] == 2752
+
+
 @pytest.mark.parametrize("dtype,n,threads,batch,tiles", [
     ("bfloat16", 512, 1, 1, (512, 512)), ("bfloat16", 512, 2, 1, (256, 512)), ("bfloat16", 300, 4, 1, (256, 256)),
     ("bfloat16", 512, 2, 2, (512, 512)), ("float32", 512, 2, 1, (256, 256)), ("float32", 256, 2, 1, (128, 256))])
