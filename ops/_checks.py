@@ -38,7 +38,8 @@ def check_out(out, shape: tuple, dtype: np.dtype, name: str = "out") -> np.ndarr
 
 
 def overlaps(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.size > 0 and b.size > 0 and np.shares_memory(a, b)
+    """Whether a and b share an element (the cheap bounds check first: disjoint buffers skip the exact one)."""
+    return a.size > 0 and b.size > 0 and np.may_share_memory(a, b) and np.shares_memory(a, b)
 
 
 def unit(x: np.ndarray) -> np.ndarray:

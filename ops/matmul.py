@@ -300,6 +300,8 @@ def ref_matmul(a: np.ndarray, b: np.ndarray, out_dtype=None) -> np.ndarray:
 
 def _batched(x: np.ndarray, batch: tuple, tail: tuple) -> np.ndarray:
     """x broadcast to batch + tail as a 3-D (Z, rows, cols) view, without copying when possible."""
+    if not batch and x.ndim == 2:
+        return x[None]  # (a 2-D product: no broadcasting to do, ~3 us less per call)
     v = np.broadcast_to(x, batch + tail)
     shape = ((int(np.prod(batch)) if batch else 1),) + tail
     r = reshaped_view(v, shape)  # None: batch dims that cannot merge without a copy (broadcast inner ones)
@@ -326,7 +328,7 @@ def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.
     if K != K2:
         raise ValueError(f"matmul: inner dimensions differ: a is {a.shape}, b is {b.shape}")
     try:
-        batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+        batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]) if a2.ndim + b2.ndim > 4 else ()
     except ValueError:
         raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
     if out_dtype is None and isinstance(out, np.ndarray) and out.dtype in (np.dtype(np.float32), a.dtype):
