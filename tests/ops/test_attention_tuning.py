@@ -11,6 +11,7 @@ import autotune
 from autotune import Config, TuningDatabase
 from autotune.space import grid
 from ops import _tuned
+from tests.ops.launch_spy import LaunchSpy
 from tests.ops.test_attention import BF16, check, rand
 from tilelang.errors import KernelError
 
@@ -32,21 +33,9 @@ def fresh_tuned():
     _tuned._TUNED.clear()
 
 
-class Spy:
-    """Stands in for attention_kernel and records the constexprs of every launch; `kernel` is what the
-    tuning database is keyed by (autotune.lookup unwraps it), so lookups see the real kernel."""
-
-    def __init__(self, real):
-        self.kernel, self.calls = real, []
-
-    def __call__(self, *args, **kwargs):
-        self.calls.append({k: kwargs[k] for k in ("BM", "BN")})
-        return self.kernel(*args, **kwargs)
-
-
 @pytest.fixture
 def spy(monkeypatch):
-    s = Spy(A.attention_kernel)
+    s = LaunchSpy(A.attention_kernel, ("BM", "BN"))
     monkeypatch.setattr(A, "attention_kernel", s)
     return s
 

@@ -12,6 +12,7 @@ import ops
 from autotune import Config, TuningDatabase
 from autotune.space import grid
 from ops import _tuned
+from tests.ops.launch_spy import LaunchSpy
 from tests.ops.test_matmul import BF16, check
 from tilelang.errors import KernelError
 
@@ -69,21 +70,9 @@ def test_every_config_in_the_space_is_right(j):
     check(a, b, out)
 
 
-class Spy:
-    """Stands in for matmul_kernel and records the tile constexprs of every launch; `kernel` is what the
-    tuning database is keyed by (autotune.lookup unwraps it), so lookups see the real kernel."""
-
-    def __init__(self, real):
-        self.kernel, self.calls = real, []
-
-    def __call__(self, *args, **kwargs):
-        self.calls.append({k: kwargs[k] for k in ("BM", "BN", "BK", "ORDER")})
-        return self.kernel(*args, **kwargs)
-
-
 @pytest.fixture
 def spy(monkeypatch):
-    s = Spy(mm.matmul_kernel)
+    s = LaunchSpy(mm.matmul_kernel, ("BM", "BN", "BK", "ORDER"))
     monkeypatch.setattr(mm, "matmul_kernel", s)
     return s
 
