@@ -11,6 +11,7 @@ Each pack is emitted once per way in use, the runtime check choosing between the
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -62,6 +63,25 @@ def _direct_buf(buf: Buf):
     return lambda: (buf.ptr, i64(buf.shape[-1]), None)
 
 
+def _dims(fl, node) -> list[tuple]:
+    """Each dim of a tile load: (start (i64), the array's size (i64), the slice's extent, None for a dropped index)."""
+    acc, ki, out = node.arg, 0, []
+    for d, kept in enumerate(acc.kept):
+        out.append((fl.get(node.srcs[d]), fl.array_shape(acc.param, d), acc.extents[ki] if kept else None))
+        ki += kept
+    return out
+
+
+def _within(b: ir.IRBuilder, s, size, extent: int | None) -> ir.Value:
+    """i1: the index `s` (extent None), or the slice s : s + extent, lies in 0 .. size."""
+    end = b.icmp_signed("<", s, size) if extent is None else b.icmp_signed("<=", b.add(s, i64(extent)), size)
+    return b.and_(b.icmp_signed(">=", s, i64(0)), end)
+
+
+def _all(b: ir.IRBuilder, conds: list) -> ir.Value:
+    return functools.reduce(b.and_, conds)
+
+
 def _direct_load(fl, node, lazy: Lazy, rank: int = 2):
     """Direct addressing of a `rank`-D tile load with a contiguous last dim, or None: () -> (base, row
     stride, in-bounds) for rank 2, (base, (stride of dim 0, stride of dim 1), in-bounds) for rank 3."""
@@ -74,47 +94,26 @@ def _direct_load(fl, node, lazy: Lazy, rank: int = 2):
 
     def direct():
         b = fl.b
-        starts = [fl.get(s) for s in node.srcs]
-        ok, off, strides, ki = None, i64(0), [], 0
-        for d, kept in enumerate(acc.kept):
-            size, stride, s = fl.array_shape(acc.param, d), fl.array_stride(acc.param, d), starts[d]
-            if kept:
-                inb = b.and_(b.icmp_signed(">=", s, i64(0)), b.icmp_signed("<=", b.add(s, i64(acc.extents[ki])), size))
-                strides.append(stride)
-                ki += 1
-            else:
-                inb = b.and_(b.icmp_signed(">=", s, i64(0)), b.icmp_signed("<", s, size))
-            ok = inb if ok is None else b.and_(ok, inb)
-            off = b.add(off, b.mul(s, stride))
+        dims = _dims(fl, node)
+        strides = [fl.array_stride(acc.param, d) for d in range(len(dims))]
+        off = functools.reduce(b.add, [b.mul(s, stride) for (s, _, _), stride in zip(dims, strides)])
         base = b.gep(fl.array_ptr(acc.param), [off], source_etype=mem_type(param.dtype))
-        return base, (strides[0] if rank == 2 else tuple(strides[:-1])), ok
+        kept = [stride for stride, k in zip(strides, acc.kept) if k]
+        return base, (kept[0] if rank == 2 else tuple(kept[:-1])), _all(b, [_within(b, *x) for x in dims])
     return direct
 
 
 def _edge(fl, node):
-    """For a 2-D tile load with a contiguous last dim: () -> (i1: the tile's rows lie in the array, its first
-    column at or after the array's, and every dropped index in bounds; i64: how many of its columns lie in the
-    array, 0..extent). An edge tile past the array's last column has rows_ok and fewer columns."""
-    acc = node.arg
-    last = len(acc.kept) - 1
-
+    """For a `_direct_load` tile: () -> (i1: every dim but the last in bounds and the last's start at or past 0;
+    i64: how many of the tile's columns lie in the array, 0 .. extent). An edge tile past the array's last column
+    has the i1 and fewer columns than its extent."""
     def edge():
         b = fl.b
-        ok, cols, ki = None, None, 0
-        for d, kept in enumerate(acc.kept):
-            size, s = fl.array_shape(acc.param, d), fl.get(node.srcs[d])
-            inb = b.icmp_signed(">=", s, i64(0))
-            if d == last:  # (a direct load keeps its last dim)
-                left = b.sub(size, s)
-                cols = b.select(b.icmp_signed("<", left, i64(0)), i64(0), left)
-                cols = b.select(b.icmp_signed(">", cols, i64(acc.extents[ki])), i64(acc.extents[ki]), cols)
-            elif kept:
-                inb = b.and_(inb, b.icmp_signed("<=", b.add(s, i64(acc.extents[ki])), size))
-            else:
-                inb = b.and_(inb, b.icmp_signed("<", s, size))
-            ki += kept
-            ok = inb if ok is None else b.and_(ok, inb)
-        return ok, cols
+        *lead, (s, size, extent) = _dims(fl, node)
+        ok = _all(b, [_within(b, *x) for x in lead] + [b.icmp_signed(">=", s, i64(0))])
+        left = b.sub(size, s)
+        cols = b.select(b.icmp_signed("<", left, i64(0)), i64(0), left)
+        return ok, b.select(b.icmp_signed(">", cols, i64(extent)), i64(extent), cols)
     return edge
 
 

@@ -301,7 +301,7 @@ def ref_matmul(a: np.ndarray, b: np.ndarray, out_dtype=None) -> np.ndarray:
 def _batched(x: np.ndarray, batch: tuple, tail: tuple) -> np.ndarray:
     """x broadcast to batch + tail as a 3-D (Z, rows, cols) view, without copying when possible."""
     if not batch and x.ndim == 2:
-        return x[None]  # (a 2-D product: no broadcasting to do, ~3 us less per call)
+        return x[None]  # (a 2-D product: no broadcasting to do, ~3 us less per operand)
     v = np.broadcast_to(x, batch + tail)
     shape = ((int(np.prod(batch)) if batch else 1),) + tail
     r = reshaped_view(v, shape)  # None: batch dims that cannot merge without a copy (broadcast inner ones)

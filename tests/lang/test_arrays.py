@@ -1,12 +1,12 @@
 """Arrays in: NumPy, DLPack and buffer-protocol objects; concurrency of launches."""
 import array
-import threading
 
 import numpy as np
 import pytest
 
 import tilelang as tl
 from benchmarks import kernels as K
+from tests.concurrency import run_concurrently
 
 
 class DLPackOnly:
@@ -44,33 +44,21 @@ def test_torch_tensors_zero_copy():
 
 
 def test_eight_threads_call_the_same_kernel():
-    errors = []
-    barrier = threading.Barrier(8)
-
     def worker(seed):
-        try:
-            rng = np.random.default_rng(seed)
-            barrier.wait()
-            for _ in range(20):
-                n = int(rng.integers(1, 20000))
-                x, y = rng.standard_normal(n, np.float32), rng.standard_normal(n, np.float32)
-                out = np.empty(n, np.float32)
-                K.add(x, y, out, B=256)
-                np.testing.assert_array_equal(out, x + y)
-                s = (rng.standard_normal((37, 100)) * 3).astype(np.float32)
-                r = np.empty_like(s)
-                K.softmax(s, r, BR=8, N=128)
-                e = np.exp(s - s.max(1, keepdims=True))
-                np.testing.assert_allclose(r, e / e.sum(1, keepdims=True), rtol=2e-6, atol=1e-7)
-        except Exception as e:  # noqa: BLE001 - surfaced below
-            errors.append(e)
+        rng = np.random.default_rng(seed)
+        for _ in range(20):
+            n = int(rng.integers(1, 20000))
+            x, y = rng.standard_normal(n, np.float32), rng.standard_normal(n, np.float32)
+            out = np.empty(n, np.float32)
+            K.add(x, y, out, B=256)
+            np.testing.assert_array_equal(out, x + y)
+            s = (rng.standard_normal((37, 100)) * 3).astype(np.float32)
+            r = np.empty_like(s)
+            K.softmax(s, r, BR=8, N=128)
+            e = np.exp(s - s.max(1, keepdims=True))
+            np.testing.assert_allclose(r, e / e.sum(1, keepdims=True), rtol=2e-6, atol=1e-7)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors[0]
+    run_concurrently(worker, 8, timeout=120)
 
 
 def test_interpret_knob_switches_executor():

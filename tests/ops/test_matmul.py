@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import ops
 import tilelang as tl
+from tests.concurrency import run_concurrently
 
 BF16 = tl.bfloat16.np
 NP = {"float32": np.float32, "bfloat16": BF16}
@@ -117,7 +118,8 @@ def test_ragged_shapes_run_tiles_fitted_to_them(dtype):
     a = np.random.default_rng(1).standard_normal((640, 640), np.float32).astype(NP.get(dtype, dtype))
     packed, cfg = mm.launch_plan(dtype, a[None], a[None], a[None])
     assert not packed and cfg["BM"] in (160, 320) and cfg["BN"] in (160, 320)
-    assert cfg["BK"] == (320 if mm.dot_path(dtype) in ("fma", "portable") else 160)  # the FMA dot's tiles in 2 even ones, AMX's in whole k-steps
+    fma = mm.dot_path(dtype) in ("fma", "portable")
+    assert cfg["BK"] == (320 if fma else 160)  # the FMA dot's tiles in 2 even ones, AMX's in whole k-steps
     check(a, a, ops.matmul(a, a, out_dtype=np.float32))
     big = np.zeros((1, 2048, 2048), a.dtype)  # whole tiles: the defaults unchanged
     packed, cfg = mm.launch_plan(dtype, big, big, big)
@@ -255,24 +257,14 @@ def test_bfloat16_pre_packed_path(monkeypatch):
 def test_concurrent_calls_from_python_threads(monkeypatch):
     """ops.matmul called from several Python threads at once: each call's result is its own (the pre-packed
     path packs into per-thread scratch buffers; PACKED_MIN is lowered so these small shapes take it on AMX)."""
-    import threading
     monkeypatch.setattr(mm, "PACKED_MIN", 1)
-    errors, barrier = [], threading.Barrier(4)
 
     def worker(seed):
-        try:
-            rng = np.random.default_rng(seed)
-            barrier.wait()
-            for it in range(4):
-                m, n, k = 40 + 24 * ((seed + it) % 3), 70 + 16 * (it % 2), 130 + 32 * ((seed * it) % 3)
-                a = rng.standard_normal((m, k), np.float32).astype(BF16)
-                b = rng.standard_normal((k, n), np.float32).astype(BF16)
-                check(a, b, ops.matmul(a, b, out_dtype=(np.float32, BF16)[it % 2]))
-        except Exception as e:  # noqa: BLE001 - reported by the main thread
-            errors.append(repr(e))
-    threads = [threading.Thread(target=worker, args=(s,)) for s in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not errors, errors[0]
+        rng = np.random.default_rng(seed)
+        for it in range(4):
+            m, n, k = 40 + 24 * ((seed + it) % 3), 70 + 16 * (it % 2), 130 + 32 * ((seed * it) % 3)
+            a = rng.standard_normal((m, k), np.float32).astype(BF16)
+            b = rng.standard_normal((k, n), np.float32).astype(BF16)
+            check(a, b, ops.matmul(a, b, out_dtype=(np.float32, BF16)[it % 2]))
+
+    run_concurrently(worker, 4)
