@@ -33,13 +33,17 @@ SQUARE = (512, 1024, 2048, 4096)
 RAGGED = (1600,)  # a square that whole default tiles do not divide (ops.matmul fits its tiles to it)
 DECODE = ((1, 4096, 4096), (16, 4096, 4096), (64, 4096, 4096),
           (1, 11008, 4096))  # (M, N, K); the last: a LLaMA-7B MLP projection, N in tiles that 4096 does not divide
+# decode shapes also timed with bfloat16 operands, and with b given as w.T (a Linear layer's (N, K) weight), both dtypes
+DECODE_WT = ((1, 4096, 4096), (4, 4096, 4096), (1, 11008, 4096))
 PER_PROGRAM = "per-program packing"  # the extra entry of a pre-packed row: matmul_kernel, DEFAULTS fitted, same inputs
 
 
-def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict) -> Row:
+def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict, wt: bool = False) -> Row:
+    """One row; `wt`: b is w.T for a row-major w (N, K), a column-major view, for us and every peer."""
     rng = np.random.default_rng(m + n + k)
     a = rng.standard_normal((m, k), np.float32).astype(dtype)
-    b = rng.standard_normal((k, n), np.float32).astype(dtype)
+    b = rng.standard_normal((n, k) if wt else (k, n), np.float32).astype(dtype)
+    b = b.T if wt else b
     c = np.empty((m, n), dtype)
     flops = 2.0 * m * n * k
     name = dt.from_numpy(dtype).name
@@ -53,7 +57,7 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict) -> Row:
         if dtype == np.float32:
             fns["numpy"] = lambda: np.matmul(a, b)
         if torch is not None:
-            ta, tb = to_torch(torch, a), to_torch(torch, b)
+            ta, tb = to_torch(torch, a), (to_torch(torch, b.T).T if wt else to_torch(torch, b))
             fns["torch"] = lambda: torch.matmul(ta, tb)
         ops.matmul(a, b, out=c)
         ref = a.astype(np.float32) @ b.astype(np.float32)
@@ -63,7 +67,7 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict) -> Row:
     gf = flops / t["ours"] / 1e9
     peak_name = "FMA" if dtype == np.float32 else "AMX bf16"
     peak = peaks[(peak_name, nthreads)]
-    return Row("matmul", f"{m}x{n}x{k}", name, nthreads, t["ours"], gflops=gf,
+    return Row("matmul", f"{m}x{n}x{k}" + (" b=w.T" if wt else ""), name, nthreads, t["ours"], gflops=gf,
                peak=f"{peak_name} peak {peak:,.0f}", pct_of_peak=100 * gf / peak if peak else None,
                peers={p: {"gflops": flops / t[p] / 1e9, "ratio": t[p] / t["ours"]} for p in fns if p != "ours"},
                config=used | ({"path": "packed"} if packed else {}), correct=ok)
@@ -143,9 +147,10 @@ def run(counts: list[int], quick: bool, peaks: dict) -> list[Row]:
                 rows.append(case(n, n, n, dtype, nthr, peaks))
             for n in () if quick else RAGGED:
                 rows.append(case(n, n, n, dtype, nthr, peaks))
-            if dtype == np.float32:
-                for m, n, k in DECODE[: 1 if quick else None]:
-                    rows.append(case(m, n, k, dtype, nthr, peaks))
+            for m, n, k in (DECODE if dtype == np.float32 else DECODE_WT)[: 1 if quick else None]:
+                rows.append(case(m, n, k, dtype, nthr, peaks))
+            for m, n, k in DECODE_WT[: 1 if quick else None]:
+                rows.append(case(m, n, k, dtype, nthr, peaks, wt=True))
     return rows
 
 

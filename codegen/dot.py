@@ -13,7 +13,12 @@ Paths (`fl.options["dot"]` forces one; "auto" takes the best the target has):
   (codegen/dot_amx.py). Without AMX, bfloat16/FP8 use AVX512-BF16 `vdpbf16ps` (codegen/dot_bf16.py) on
   CPUs that have it and no AMX at all, else the FMA path (on Sapphire Rapids with AMX withheld by the OS,
   vdpbf16ps measured at half the float32 FMA rate). float32 and float16 always take the FMA path
-  (float16 -> bfloat16 is not exact; float16 widens exactly to float32).
+  (float16 -> bfloat16 is not exact; float16 widens exactly to float32). Under "auto", dots of at most FEW_ROWS
+  rows take the FMA path whatever their dtype (below).
+
+Few rows (GEMV-like, M <= MR, decode steps) on the FMA path: every B element is used once, so B is read in place
+rather than packed: streamed along its rows (a narrow B widened in registers), or, for a B given as the transpose
+of a loaded tile (x @ w.T), as dot products along the rows of w.
 
 A B operand given as panels (`tl.dot(a, b, b_layout="panels")`, dot_pack.Panels) is read in place where its
 layout is the micro-kernel's (AMX: bfloat16/int8 panels; FMA: float32 panels NR wide) and its tile is in
@@ -25,7 +30,7 @@ from llvmlite import ir
 
 from codegen import convert
 from codegen import dtypes as dt
-from codegen.dot_kernel import block_loops, fma_scheme, stream_loops
+from codegen.dot_kernel import Scheme, block_loops, fma_scheme, rowdot_loops, stream_loops
 from codegen.dot_pack import (
     Panels,
     in_place_or_packed,
@@ -46,15 +51,20 @@ FMA_BLOCKS = {16: (6, 4), 8: (6, 2), 4: (6, 2)}
 FMA_UNROLL = 4
 STREAM_CHUNK = 8  # k-steps per chunk of a streamed (few-row) dot: 4-64 measured alike on the dev machine
 NARROW = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
+# narrow (bfloat16, FP8, int8) dots of at most this many rows take the FMA path, which reads B in place. One-off,
+# bfloat16 K = N = 4096 against the AMX path, 1 / 2 threads: M = 1 1.9x / 1.7x, M = 4 1.7x / 1.5x, M = 6 1.2x / 1.1x
+FEW_ROWS = 4
 
 
-def choose_path(opts: dict, in_dtype: dt.DType) -> str:
-    """'amx', 'bf16' (vdpbf16ps), 'fma' or 'portable' for a dot of `in_dtype` operands under the target
-    options `opts` (codegen_options)."""
+def choose_path(opts: dict, in_dtype: dt.DType, rows: int | None = None) -> str:
+    """'amx', 'bf16' (vdpbf16ps), 'fma' or 'portable' for a dot of `in_dtype` operands (A with `rows` rows,
+    None: any) under the target options `opts` (codegen_options)."""
     mode = opts.get("dot", "auto")
     if mode == "portable":
         return "portable"
     if mode == "fma":
+        return "fma"
+    if mode == "auto" and rows is not None and rows <= FEW_ROWS:
         return "fma"
     if in_dtype.name in NARROW:
         if opts.get("amx"):
@@ -82,7 +92,7 @@ def lower_dot(fl, n: Node, a, acc: Buf | None, fresh: ir.Value | None = None,
     whose result is stored into an array), instead of `acc`; False when it leaves the store to its caller. `cvt`
     is None (a float32 array) or (convert(builder, float32 vector) -> memory form, element type) for an array
     the result is converted into."""
-    path = choose_path(fl.options or {}, n.srcs[0].dtype)
+    path = choose_path(fl.options or {}, n.srcs[0].dtype, n.srcs[0].shape[0])
     if path == "amx":
         from codegen.dot_amx import lower_dot_amx
         return lower_dot_amx(fl, n, a, acc, fresh, direct)
@@ -128,7 +138,8 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
     b = fl.b
     acc_t = reg_type(out)
     MR, NV = FMA_BLOCKS.get(V, (4, 2))
-    if M < MR:  # few rows (GEMV-like): wider panels, so B streams along whole rows
+    sb = source_of(fl, n.srcs[1]) if n.arg != "panels" else None
+    if M < MR and not (sb and sb.transposed):  # few rows (GEMV-like): wider panels, so B streams along whole rows
         NV = max(NV, wide_panel(N, V, ((32 if V >= 16 else 16) - 4) // M))
     NR = NV * V
     sa = source_of(fl, n.srcs[0])
@@ -164,7 +175,6 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
         pack_b = _panels_b(fl, panels_of(fl, n.srcs[1]), Bp, out, acc_t, K=K, V=V, NV=NV)
         block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
         return C
-    sb = source_of(fl, n.srcs[1])
     pack = pack_panel_t if sb.transposed else pack_panel
     cvt = converter(b, sb.dtype, out)
     sb.resolve()
@@ -172,20 +182,41 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
     def pack_b(p, ncols):
         with_loader(fl, sb, lambda ld: pack(fl, ld, cvt, Bp, acc_t, p, ncols, K=K, V=V, NV=NV))
 
-    if M <= MR and sb.from_array and sb.dtype == out and not sb.transposed:
+    if M <= MR and sb.from_array and not sb.transposed:
         # GEMV-like: every B element is used once, so a tile whose k rows lie in the array streams B in place,
         # an edge tile past the array's last column too (its columns beyond read as zeros, masked); one past
         # the last row is packed through its masked loads
         base, rs, _ = sb.resolve()
-        rows_ok, cols = sb.edge()
-        with b.if_else(rows_ok, likely=True) as (then, otherwise):
+        lead, rows, cols = sb.extent()
+        with b.if_else(b.and_(lead, b.icmp_signed("==", rows, i64(K))), likely=True) as (then, otherwise):
             with then:
-                stream_loops(b, scheme, chunk=STREAM_CHUNK, b_ptr=base, b_rs=rs, cols=cols, **loops)
+                # a B widened by more than a shift (float16, FP8, int8) unrolls no k-steps: its code was the compile
+                # time (float16, M = 1: 4.0 s -> 1.9 s, run time level; bfloat16 would lose 3-7%)
+                unroll = FMA_UNROLL if sb.dtype in (out, dt.bfloat16) else 1
+                stream_loops(b, _widening(scheme, sb.dtype, out, cvt), chunk=STREAM_CHUNK, b_ptr=base, b_rs=rs,
+                             cols=cols, **{**loops, "unroll": unroll})
+            with otherwise:
+                block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
+        return C
+    if M <= MR and sb.from_array and sb.transposed and a_ks == 1:
+        # GEMV-like with B given as its transpose W (N x K, e.g. x @ w.T): dot products along W's rows, read in
+        # place (rows past the array skipped, columns past it masked); a tile before the array's start is packed
+        base, rs, _ = sb.resolve()
+        lead, rows, cols = sb.extent()
+        with b.if_else(lead, likely=True) as (then, otherwise):
+            with then:
+                rowdot_loops(b, _widening(scheme, sb.dtype, out, cvt), M=M, N=N, K=K, a_ptr=a_ptr, a_rs=a_rs,
+                             w_ptr=base, w_rs=rs, c_ptr=C.ptr, init_zero=acc is None, rows=rows, cols=cols)
             with otherwise:
                 block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
         return C
     block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
     return C
+
+
+def _widening(scheme: Scheme, src: dt.DType, out: dt.DType, cvt) -> Scheme:
+    """`scheme` reading B in place as `src` elements, widened to `out` in registers by `cvt`."""
+    return scheme if src == out else fma_scheme(scheme.V, scheme.acc_t, reg_type(src), lambda b_, x: cvt(x))
 
 
 def _panels_b(fl, pan: Panels, Bp, out: dt.DType, acc_t, *, K: int, V: int, NV: int):

@@ -13,6 +13,10 @@ For each NR-column panel and MR-row block the MR x NV accumulator vectors stay i
 k-steps (a do-while loop unrolled by U, phi-carried accumulators), each k-step broadcasting one A value per
 row against NV vectors of B. Partial row blocks (M % MR) and column panels (N % NR) are separate, smaller
 instances of the same code; partial C vectors are read and written with constant masks.
+
+A few-row dot reads B in place instead: `stream_loops` (the same micro-kernel over B's own rows, a narrow B
+widened in registers: `Scheme.widen`) and, for a B given as its transpose W, `rowdot_loops` (dot products along
+W's rows).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from typing import Callable
 from llvmlite import ir
 
 from codegen.llvm_util import I1, I64, fmuladd, for_range, i64, iota, masked_load, masked_store, nbytes, splat, vec
+from codegen.scalar_ops import hreduce
 
 
 @dataclass(frozen=True)
@@ -34,16 +39,21 @@ class Scheme:
     b_vw: int              # B elements per vector (V for FMA, 2V for a bf16 pair vector)
     mac: Callable          # mac(b, acc, a_scalar, b_vector) -> acc
     b_align: int           # alignment of B vector loads (bytes)
+    widen: Callable | None = None  # widen(b, loaded B vector) -> acc_t vector (a B of narrower elements)
 
 
-def fma_scheme(V: int, acc_t: ir.Type) -> Scheme:
+def fma_scheme(V: int, acc_t: ir.Type, b_elem: ir.Type | None = None, widen: Callable | None = None) -> Scheme:
+    """The FMA (float) or multiply-add (int) k-step; `b_elem` and `widen`: B read as vectors of `b_elem` elements,
+    widened in registers (a narrow B streamed in place)."""
     if isinstance(acc_t, ir.FloatType):
         def mac(b, acc, a, bv):
             return fmuladd(b, splat(b, a, V), bv, acc)
     else:
         def mac(b, acc, a, bv):
             return b.add(b.mul(splat(b, a, V), bv), acc)
-    return Scheme(V, acc_t, acc_t, acc_t, V, mac, min(64, V * 4))
+    if widen is None:
+        return Scheme(V, acc_t, acc_t, acc_t, V, mac, min(64, V * 4))
+    return Scheme(V, acc_t, acc_t, b_elem, V, mac, nbytes(b_elem), widen)
 
 
 def _lane_mask(V: int, w: int) -> ir.Constant:
@@ -84,8 +94,10 @@ def micro_kernel(b: ir.IRBuilder, s: Scheme, *, steps: int, unroll: int, mr: int
     def _b_load(ptr, mask):
         bt = vec(s.b_elem, s.b_vw)
         if mask is None:
-            return b.load(ptr, typ=bt, align=b_align)
-        return masked_load(b, ptr, mask, ir.Constant(bt, None), nbytes(s.b_elem))
+            x = b.load(ptr, typ=bt, align=b_align)
+        else:
+            x = masked_load(b, ptr, mask, ir.Constant(bt, None), nbytes(s.b_elem))
+        return x if s.widen is None else s.widen(b, x)
 
     def step(k, accs, u):
         """accs after k-step `k + u` (k an i64 value)."""
@@ -204,7 +216,7 @@ def stream_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, chun
     `chunk` outermost and the NR-column panels inner: B is read as `chunk` long runs along whole rows (what
     the hardware prefetchers follow, a few pages at a time) rather than one short run per row and panel; C
     (a few rows) stays in L1 between chunks. The ragged last panel streams too, its last vector read under a
-    lane mask. `cols` (i64): how many of B's columns lie in its array (`dot_pack._edge`); where that is fewer
+    lane mask. `cols` (i64): how many of B's columns lie in its array (`dot_pack._extent`); where that is fewer
     than N (an edge tile), the panels past it read each vector under the mask of its columns before `cols` (the
     others read as zeros and touch no memory)."""
     V = s.V
@@ -263,4 +275,75 @@ def stream_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, chun
             chunks(True)
 
 
-__all__ = ["Scheme", "fma_scheme", "micro_kernel", "block_loops", "stream_loops"]
+ROWDOT_ACCS = 16  # accumulator vectors of a few-row dot with a transposed B (rows of W per block: this // M, at most 8)
+
+
+def rowdot_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, K: int, a_ptr: ir.Value, a_rs, w_ptr: ir.Value,
+                 w_rs: ir.Value, c_ptr: ir.Value, init_zero: bool, rows: ir.Value, cols: ir.Value) -> None:
+    """C[M, N] (+)= A @ W.T for a few rows (M <= MR, GEMV-like) of a B given as its transpose W (N x K, row-major,
+    read in place: rows `w_rs` elements apart, the `s.b_elem` elements widened by `s.widen`): each C element is the
+    dot product of a row of A (row-major, rows `a_rs` apart) and a row of W, both contiguous, so W streams row by
+    row. Blocks of R rows of W share each A vector; each row's V-lane partial sums are added up at its end.
+    `rows`, `cols` (i64): how many rows and columns of W lie in its array. Rows past it are not read (their C
+    left as it is, zero when `init_zero`); columns past it read as zeros, under lane masks that touch no memory."""
+    V = s.V
+    vt = vec(s.acc_t, V)
+    R = max(1, min(8, ROWDOT_ACCS // M))
+    lanes = iota(I64, V)
+    floats = isinstance(s.acc_t, ir.FloatType)
+    a_rows = [b.gep(a_ptr, [_scaled(b, a_rs, m)], source_etype=s.a_elem) for m in range(M)]
+
+    def mac(acc, x, y):
+        return fmuladd(b, x, y, acc) if floats else b.add(b.mul(x, y), acc)
+
+    def load(ptr, elem, mask):
+        t = vec(elem, V)
+        if mask is None:
+            return b.load(ptr, typ=t, align=nbytes(elem))
+        return masked_load(b, ptr, mask, ir.Constant(t, None), nbytes(elem))
+
+    def block(n0, r: int, edge: bool) -> None:
+        """C[:, n0 : n0 + r] from rows n0 .. n0 + r - 1 of W."""
+        w_rows = [b.gep(w_ptr, [b.mul(b.add(n0, i64(j)), w_rs)], source_etype=s.b_elem) for j in range(r)]
+
+        def step(k, accs, mask):
+            ws = [load(b.gep(w, [k], source_etype=s.b_elem), s.b_elem, mask) for w in w_rows]
+            ws = ws if s.widen is None else [s.widen(b, w) for w in ws]
+            out = list(accs)
+            for m in range(M):
+                x = load(b.gep(a_rows[m], [k], source_etype=s.a_elem), s.a_elem, mask)
+                for j in range(r):
+                    out[m * r + j] = mac(out[m * r + j], x, ws[j])
+            return out
+        accs = [ir.Constant(vt, None)] * (M * r)
+        if edge:  # every vector under the mask of the columns before `cols`
+            accs = _loop_carried(b, i64(0), -(-K // V), V, accs, lambda k, a: step(k, a, b.icmp_signed(
+                "<", b.add(splat(b, k, V), lanes), splat(b, cols, V))))
+        else:
+            accs = _loop_carried(b, i64(0), K // V, V, accs, lambda k, a: step(k, a, None))
+            if K % V:
+                accs = step(i64(K - K % V), accs, _lane_mask(V, K % V))
+        for m in range(M):
+            for j in range(r):
+                total = hreduce(b, accs[m * r + j], lambda b_, x, y: b_.fadd(x, y) if floats else b_.add(x, y))
+                p = b.gep(c_ptr, [b.add(i64(m * N + j), n0)], source_etype=s.acc_t)
+                b.store(total if init_zero else (b.fadd if floats else b.add)(b.load(p, typ=s.acc_t), total), p)
+
+    def blocks(edge: bool) -> None:
+        full = b.mul(b.udiv(rows, i64(R)), i64(R))
+        with for_range(b, 0, full, R, "rd.n") as n0:
+            block(n0, R, edge)
+        with for_range(b, full, rows, 1, "rd.r") as n0:
+            block(n0, 1, edge)
+    with b.if_else(b.icmp_signed(">=", cols, i64(K)), likely=True) as (whole, edge):
+        with whole:
+            blocks(False)
+        with edge:
+            blocks(True)
+    if init_zero:  # C past the array's rows: zeros, as the other paths leave it
+        with for_range(b, rows, N, 1, "rd.z") as n:
+            for m in range(M):
+                b.store(ir.Constant(s.acc_t, None), b.gep(c_ptr, [b.add(i64(m * N), n)], source_etype=s.acc_t))
+
+
+__all__ = ["Scheme", "fma_scheme", "micro_kernel", "block_loops", "stream_loops", "rowdot_loops"]

@@ -48,7 +48,7 @@ class Source(_Direct):
     direct: Callable | None   # () -> (base pointer, row stride (i64), in-bounds (i1) or None = always)
     from_array: bool = False  # `direct` reads an array argument (not a local buffer)
     _resolved: tuple | None = None
-    edge: Callable | None = None  # (from an array) () -> (rows in bounds (i1), columns in bounds (i64)): _edge
+    extent: Callable | None = None  # (from an array) () -> (i1, rows, columns in bounds (i64)): _extent
 
 
 def _producers(fl) -> dict:
@@ -103,18 +103,23 @@ def _direct_load(fl, node, lazy: Lazy, rank: int = 2):
     return direct
 
 
-def _edge(fl, node):
-    """For a `_direct_load` tile: () -> (i1: every dim but the last in bounds and the last's start at or past 0;
-    i64: how many of the tile's columns lie in the array, 0 .. extent). An edge tile past the array's last column
-    has the i1 and fewer columns than its extent."""
-    def edge():
+def _extent(fl, node):
+    """For a 2-D `_direct_load` tile: () -> (i1: every dropped index in bounds and both slices' starts at or past 0;
+    i64, i64: how many of the tile's rows and columns lie in the array, 0 .. its extents). A tile wholly inside
+    the array has the i1 and its whole extents; an edge tile past the array's last row or column, fewer."""
+    def extent():
         b = fl.b
-        *lead, (s, size, extent) = _dims(fl, node)
-        ok = _all(b, [_within(b, *x) for x in lead] + [b.icmp_signed(">=", s, i64(0))])
-        left = b.sub(size, s)
-        cols = b.select(b.icmp_signed("<", left, i64(0)), i64(0), left)
-        return ok, b.select(b.icmp_signed(">", cols, i64(extent)), i64(extent), cols)
-    return edge
+        dims = _dims(fl, node)
+        kept = [x for x in dims if x[2] is not None]
+        ok = _all(b, [_within(b, *x) for x in dims if x[2] is None]
+                  + [b.icmp_signed(">=", s, i64(0)) for s, _, _ in kept])
+
+        def inside(s, size, extent):
+            left = b.sub(size, s)
+            n = b.select(b.icmp_signed("<", left, i64(0)), i64(0), left)
+            return b.select(b.icmp_signed(">", n, i64(extent)), i64(extent), n)
+        return (ok, *(inside(*x) for x in kept))
+    return extent
 
 
 def source_of(fl, v: Value) -> Source:
@@ -127,14 +132,14 @@ def source_of(fl, v: Value) -> Source:
         x = fl.tile(v)
         prod = _producers(fl).get(v)
     rows, cols = v.shape
-    direct, from_array, edge = None, False, None
+    direct, from_array, extent = None, False, None
     if isinstance(x, Buf) and tuple(x.shape) == (rows, cols):
         direct = _direct_buf(x)
     elif isinstance(x, Lazy) and prod is not None and prod.op == Op.LOAD:
         direct = _direct_load(fl, prod, x)
         from_array = direct is not None
-        edge = _edge(fl, prod) if from_array else None
-    return Source(x, v.dtype, rows, cols, transposed, direct, from_array, edge=edge)
+        extent = _extent(fl, prod) if from_array else None
+    return Source(x, v.dtype, rows, cols, transposed, direct, from_array, extent=extent)
 
 
 @dataclass

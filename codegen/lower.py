@@ -239,6 +239,12 @@ class FunctionLowering:
                     loads = frozenset().union(*(self.loads.get(v, ()) for v in n.srcs if isinstance(self.env.get(v), Lazy)))
                     self.loads[n.result] = loads | {n} if n.op == Op.LOAD else loads
 
+    def _dot_b_operands(self) -> set[Value]:
+        """The B operands of the kernel's DOTs."""
+        if not hasattr(self, "_dot_bs"):
+            self._dot_bs = {m.srcs[1] for m in walk(self.kernel.body) if m.op == Op.DOT}
+        return self._dot_bs
+
     def _written(self, n: Node) -> set[int]:
         """The array parameters node `n` stores into: a STORE's, those of the STOREs in its regions, and those
         its results are stored into next (a k loop's last DOT may store there, see _store_targets)."""
@@ -494,11 +500,15 @@ class FunctionLowering:
         self.env[n.result] = Lazy(emit, shape, n.result.dtype, isinstance(t, Buf) or getattr(t, "cheap", False))
 
     def op_transpose(self, n: Node) -> None:
-        src = self.materialize(self.tile(n.srcs[0]), loc=n.loc)
+        src = self.tile(n.srcs[0])
+        if not (self.uses[n.result] == 1 and n.result in self._dot_b_operands()):
+            src = self.materialize(src, loc=n.loc)
+        # else only a dot's B: every dot path reads the untransposed tile itself (dot_pack.source_of, with_loader),
+        # in place, and a copy of it (a few-row dot's whole rows of w in x @ w.T) would be work and buffer for nothing
 
         def emit(b, idx, col, w):
             return gather_lanes(b, lambda c: src.emit(b, [c], idx[0], 1), col, w)
-        self.env[n.result] = Lazy(emit, n.result.shape, n.result.dtype, True)
+        self.env[n.result] = Lazy(emit, n.result.shape, n.result.dtype, isinstance(src, Buf))
 
     def op_interleave(self, n: Node) -> None:
         self.env[n.result] = interleave_tiles(self.tile(n.srcs[0]), self.tile(n.srcs[1]))
@@ -759,7 +769,7 @@ class FunctionLowering:
             dot = dots.get(y)
             if (st is None or dot is None or dot.srcs[2] is not arg or len(r.shape) != 2
                     or (cast is not None and not (r.dtype == dt.float32 and stored.dtype.is_float))
-                    or choose_path(self.options or {}, dot.srcs[0].dtype) != "amx"
+                    or choose_path(self.options or {}, dot.srcs[0].dtype, dot.srcs[0].shape[0]) != "amx"
                     or _accesses(body.nodes, st.arg.param) or _accesses(between, st.arg.param)
                     or any(self.uses[v] != 1 for v in (r, arg, y)) or tuple(st.arg.extents) != r.shape
                     or self.kernel.params[st.arg.param].dtype != stored.dtype or not self._contiguous(st)

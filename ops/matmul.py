@@ -17,7 +17,7 @@ import csrc
 import tilelang as tl
 from autotune.space import bucket, fit, fit_even, spread
 from codegen import dtypes as dt
-from codegen.dot import choose_path
+from codegen.dot import FEW_ROWS, choose_path
 from codegen.lower import STACK_LIMIT
 from ops import _tuned
 from ops._checks import as_array, check_out, dtype_of, overlaps, reshaped_view
@@ -71,23 +71,28 @@ def _fma_split(bm: int, bn: int, bk: int, M: int, N: int, K: int) -> tuple[int, 
 
 @tl.jit
 def matmul_kernel(a, b, c, BM: tl.constexpr = 64, BN: tl.constexpr = 64, BK: tl.constexpr = 256,
-                  ORDER: tl.constexpr = "ij"):
-    """c[z] = a[z] @ b[z] for every batch z; a (Z, M, K), b (Z, K, N), c (Z, M, N), any strides."""
+                  ORDER: tl.constexpr = "ij", BT: tl.constexpr = False):
+    """c[z] = a[z] @ b[z] for every batch z; a (Z, M, K), b (Z, K, N), c (Z, M, N), any strides. With BT, `b` is
+    passed transposed, (Z, N, K) (a column-major B read along its columns' contiguous elements)."""
     Z, M, K = a.shape
-    N = b.shape[2]
+    N = c.shape[2]
     if ORDER == "ij":
         for z, i, j in tl.grid(Z, tl.cdiv(M, BM), tl.cdiv(N, BN)):
-            _block(a, b, c, z, i, j, K, BM, BN, BK)
+            _block(a, b, c, z, i, j, K, BM, BN, BK, BT)
     else:
         for z, j, i in tl.grid(Z, tl.cdiv(N, BN), tl.cdiv(M, BM)):
-            _block(a, b, c, z, i, j, K, BM, BN, BK)
+            _block(a, b, c, z, i, j, K, BM, BN, BK, BT)
 
 
 @tl.jit
-def _block(a, b, c, z, i, j, K, BM, BN, BK):
+def _block(a, b, c, z, i, j, K, BM, BN, BK, BT):
     acc = tl.zeros((BM, BN), tl.float32)
     for k in tl.range(tl.cdiv(K, BK)):
-        acc += tl.dot(a[z, i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[z, k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
+        if BT:
+            bk = b[z, j * BN:(j + 1) * BN, k * BK:(k + 1) * BK].T
+        else:
+            bk = b[z, k * BK:(k + 1) * BK, j * BN:(j + 1) * BN]
+        acc += tl.dot(a[z, i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], bk)
     c[z, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
 
 
@@ -142,6 +147,18 @@ def pack_b_kernel(b, bp, W: tl.constexpr = 32, QB: tl.constexpr = 16, PB: tl.con
 
 
 @tl.jit
+def pack_bt_kernel(w2, bp2, W: tl.constexpr = 32, QB: tl.constexpr = 64, PB: tl.constexpr = 8):
+    """pack_b_kernel for a column-major B given as its row-major transpose w (Z, N, K), both as 32-bit k pairs
+    (w2 = w viewed (Z, N, K/2), bp2 = bp viewed (Z, P, Kq, W)): bp2[z, p, q, c] = w2[z, p*W + c, q] (zero beyond
+    w), a transpose of W x QB blocks."""
+    Z, P, KQ = bp2.shape[0], bp2.shape[1], bp2.shape[2]
+    for z, qb, pb in tl.grid(Z, tl.cdiv(KQ, QB), tl.cdiv(P, PB)):
+        for u in tl.range(PB):
+            p = pb * PB + u
+            bp2[z, p, qb * QB:(qb + 1) * QB, 0:W] = w2[z, p * W:(p + 1) * W, qb * QB:(qb + 1) * QB].T
+
+
+@tl.jit
 def matmul_packed_kernel(ap, bp, c, BM: tl.constexpr = 256, BN: tl.constexpr = 512, BK: tl.constexpr = 256,
                          W: tl.constexpr = 32):
     """c[z] = A[z] @ B[z] from pack_a_kernel's blocks of A and pack_b_kernel's panels of B."""
@@ -192,10 +209,10 @@ def packed_path(dtype: str, M: int, N: int, K: int, config: dict | None = None) 
             and dot_path(dtype) == "amx")
 
 
-def dot_path(dtype: str) -> str:
+def dot_path(dtype: str, rows: int | None = None) -> str:
     """The path ("amx", "bf16", "fma" or "portable": `codegen.dot.choose_path`) that tl.dot takes for `dtype`
-    operands on the current target."""
-    return choose_path(codegen_options(current_target()), dt.BY_NAME[dtype])
+    operands (an A tile of `rows` rows) on the current target."""
+    return choose_path(codegen_options(current_target()), dt.BY_NAME[dtype], rows)
 
 
 def packed_config(M: int, N: int, K: int, config: dict | None = None) -> dict:
@@ -235,8 +252,23 @@ def pack_operands(a3, b3, config: dict | None = None) -> tuple[np.ndarray, np.nd
         pack_at_kernel(a3.transpose(0, 2, 1), ap, BM=BM, BK=BK, RB=math.gcd(64, BM))
     else:
         pack_a_kernel(a3, ap, BM=BM, BK=BK)  # (the default row and k-pair blocks divide every config's)
-    pack_b_kernel(b3, bp, W=PANEL_W, PB=math.gcd(8, BN // PANEL_W))
+    pairs = _k_pairs(b3)
+    if pairs is not None:
+        pack_bt_kernel(pairs, bp.view(np.int32), W=PANEL_W, PB=math.gcd(8, BN // PANEL_W))
+    else:
+        pack_b_kernel(b3, bp, W=PANEL_W, PB=math.gcd(8, BN // PANEL_W))
     return ap, bp, {**config, "W": PANEL_W}
+
+
+def _k_pairs(b3) -> np.ndarray | None:
+    """A column-major bfloat16 b3 (Z, K, N) as its transpose's 32-bit k pairs (Z, N, K/2), or None (another layout,
+    K odd, or its columns not 4-byte aligned)."""
+    if not (b3.dtype == dt.bfloat16.np and column_major(b3) and b3.shape[1] % 2 == 0):
+        return None
+    w = b3.transpose(0, 2, 1)
+    if w.ctypes.data % 4 or any(s % 4 for s in w.strides[:2]):
+        return None
+    return w.view(np.int32)  # (the last axis is contiguous: a view)
 
 
 def matmul_packed(a3, b3, c3, config: dict | None = None) -> None:
@@ -245,33 +277,42 @@ def matmul_packed(a3, b3, c3, config: dict | None = None) -> None:
     matmul_packed_kernel(ap, bp, c3, **cfg)
 
 
-STREAM_ROWS = 4  # row tiles of at most this many rows take the dot's streaming (GEMV-like) path
+STREAM_ROWS = FEW_ROWS  # row tiles of at most this many rows take the dot's streaming (GEMV-like) path
 STREAM_BN = 16384  # the widest column block of a streamed product (its float32 accumulator: 64 KiB a row). One-off, M = 1
 # and 2 on 1 thread (K = 4096; 1024 for N = 32768): N = 11008, 14336 whole against 4096-wide blocks 1.12-1.26x, 5120
 # 1.07x, 32768 in 8192-blocks 1.04x
+
+ROWS_BK = 4096  # the k block of a few-row product with a column-major B. One-off, M = 1, K = N = 4096, 1 thread,
+# against torch: BK = 256 0.74x (float32) / 0.96x (bfloat16), 1024 0.96-0.99x / 1.36-1.38x, 4096 1.07x / 1.60x
 
 SPACE = {"BM": [32, 64, 128, 256, 512], "BN": [64, 128, 256, 512], "BK": [64, 128, 256, 512], "ORDER": ["ij", "ji"]}
 
 
 def tuned_config(dtype: str, a3, b3, c3) -> dict:
     """The tuned config for this call's shape bucket from the tuning database (`tilebench tune matmul`
-    fills it), else the defaults (`ops._tuned`: read once per bucket)."""
+    fills it), else the defaults (`ops._tuned`: read once per bucket). A column-major b3 is looked up (and
+    tuned) as matmul_kernel reads it: transposed, with BT."""
     (_, M, K), N = a3.shape, b3.shape[2]
-    return _tuned.tuned_config(matmul_kernel, SPACE, (a3, b3, c3), {},
-                               lambda: default_config(dtype, M, N, K, csrc.num_threads(), batch=a3.shape[0]))
+    bt = column_major(b3)
+    return _tuned.tuned_config(matmul_kernel, SPACE, (a3, b3.transpose(0, 2, 1) if bt else b3, c3),
+                               {"BT": True} if bt else {},
+                               lambda: default_config(dtype, M, N, K, csrc.num_threads(), batch=a3.shape[0], bt=bt))
 
 
-def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1, batch: int = 1) -> dict:
+def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1, batch: int = 1, bt: bool = False) -> dict:
     """The defaults of DEFAULTS, with the M tile shrunk to the next power of two for short M (decode-like
-    shapes: M = 1 would otherwise compute a whole BM-row tile of padding). A float32 product of at most
-    STREAM_ROWS rows (GEMV-like) streams B from memory: one column block per thread, so each streams the
-    longest row runs (measured at M = 1, K = N = 4096: 256-column blocks 0.65x NumPy, whole rows 1.0x).
+    shapes: M = 1 would otherwise compute a whole BM-row tile of padding). A product of at most STREAM_ROWS
+    rows (GEMV-like) on the FMA path streams B from memory: one column block per thread, so each streams the
+    longest row runs (measured at M = 1, K = N = 4096: 256-column blocks 0.65x NumPy, whole rows 1.0x); with a
+    column-major B (`bt`: x @ w.T) the runs are rows of w, whole up to ROWS_BK.
     Otherwise the tiles shrink until every thread has a program of the `batch` products (`spread`)."""
     cfg = dict(DEFAULTS[dtype])
     if M < cfg["BM"]:
         cfg["BM"] = bucket(M)
-    if dtype == "float32" and M <= STREAM_ROWS:  # (from N's bucket: ops._tuned caches defaults per bucket)
+    if M <= STREAM_ROWS and dot_path(dtype, M) in ("fma", "portable"):  # (N's bucket: ops._tuned caches per bucket)
         cfg["BN"] = max(cfg["BN"], min(STREAM_BN, bucket(-(-bucket(N) // max(1, threads)))))
+        if bt:
+            cfg["BK"] = max(cfg["BK"], min(ROWS_BK, bucket(K)))
     else:  # a program per thread (bfloat16 n = 512 on 2 threads: one 512 x 512 tile ran at 0.51x two)
         cfg["BM"], cfg["BN"] = spread(cfg["BM"], cfg["BN"], M, N, threads, batch=batch)
     return cfg
@@ -284,12 +325,18 @@ def launch_plan(dtype: str, a3, b3, c3, config: dict | None = None) -> tuple[boo
     (_, M, K), N = a3.shape, b3.shape[2]
     if packed_path(dtype, M, N, K, config):
         return True, packed_config(M, N, K, config)
+    bt = {"BT": True} if column_major(b3) else {}
     if config:
-        return False, config
+        return False, {**config, **bt}
     cfg = tuned_config(dtype, a3, b3, c3)
-    if dot_path(dtype) in ("fma", "portable"):
-        return False, fitted_fma(cfg, M, N, K, csrc.num_threads(), a3.shape[0])
-    return False, fitted(cfg, M, N, K)
+    if dot_path(dtype, min(M, cfg["BM"])) in ("fma", "portable"):
+        return False, {**fitted_fma(cfg, M, N, K, csrc.num_threads(), a3.shape[0]), **bt}
+    return False, {**fitted(cfg, M, N, K), **bt}
+
+
+def column_major(x: np.ndarray) -> bool:
+    """Whether the (Z, rows, cols) operand `x` has contiguous columns and not contiguous rows (a transpose)."""
+    return x.shape[2] > 1 and x.strides[1] == x.itemsize and x.strides[2] != x.itemsize
 
 
 def ref_matmul(a: np.ndarray, b: np.ndarray, out_dtype=None) -> np.ndarray:
@@ -352,8 +399,8 @@ def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.
     packed, cfg = launch_plan(da.name, a3, b3, c3, config)
     if packed:
         matmul_packed(a3, b3, c3, cfg)
-    else:
-        matmul_kernel(a3, b3, c3, **cfg)
+    else:  # (BT: a column-major b, passed as its row-major transpose)
+        matmul_kernel(a3, b3.transpose(0, 2, 1) if cfg.get("BT") else b3, c3, **cfg)
     if not direct:
         out[...] = target.reshape(shape)
     return out

@@ -3,7 +3,8 @@
 Paths: "fma" (float32 FMA micro-kernel at the target's width; narrow floats widened exactly, int8 on
 int32 vectors), "portable" (the same kernel on 16-byte vectors), "avx2" (the FMA kernel at 8 lanes),
 "amx" (AMX tiles: bfloat16/FP8 with tdpbf16ps, int8 with tdpbssd), "bf16" (AVX512-BF16 vdpbf16ps: what
-"auto" picks for bfloat16 on CPUs without AMX; forced here by hiding AMX from the lowering).
+"auto" picks for bfloat16 on CPUs without AMX; forced here by hiding AMX from the lowering); "auto" is what the
+host picks (few-row dots: the FMA path, B read in place).
 
 Shapes come from hypothesis over fixed tile sizes, so one compiled kernel serves every example: ragged
 edges (M, N, K not multiples of the tiles, the register blocks or the AMX tiles), 1, primes up to ~300,
@@ -73,6 +74,12 @@ def dot_tile(a, b, c, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
 
 
 @tl.jit
+def dot_tile_bt(a, bt, c, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    """c = a @ bt.T for one tile, the transpose taken of the loaded tile."""
+    c[0:BM, 0:BN] = tl.dot(a[0:BM, 0:BK], bt[0:BN, 0:BK].T)
+
+
+@tl.jit
 def dot_acc(a, b, c, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     """c += a @ b for one tile through tl.dot's explicit accumulator."""
     c[0:BM, 0:BN] = tl.dot(a[0:BM, 0:BK], b[0:BK, 0:BN], c[0:BM, 0:BN])
@@ -117,7 +124,7 @@ def path(request, monkeypatch):
         import codegen.dot as dot
         monkeypatch.setattr(dot, "fma_lanes", lambda fl, p: min(fl.vlen, 8))
         monkeypatch.setattr(tc, "codegen_options", lambda t: {**opts(t), "fma_lanes": 8})
-    knob = {"bf16": "auto", "avx2": "fma"}.get(name, name)
+    knob = {"bf16": "auto", "avx2": "fma"}.get(name, name)  # ("auto": what the host picks)
     with tl.config.scope(dot=knob):
         yield name
 
@@ -207,22 +214,30 @@ def test_few_rows(path, dtype, BM):
     run()
 
 
-@pytest.mark.parametrize("path,dtype", [("fma", "float32"), ("portable", "float32")], indirect=["path"])
-@pytest.mark.parametrize("BM,BN,BK", [(1, 496, 60), (5, 112, 4), (3, 96, 8)])
-def test_streamed_few_rows(path, dtype, BM, BN, BK):
-    """The streamed (GEMV-like) dot: k-steps in chunks (a partial last chunk, a tile shorter than one
-    chunk), a ragged last panel packed inside an in-bounds tile, and packed edge tiles."""
-    k = _fresh(mm)
+FEW_ROW_CASES = [("fma", "float32"), ("portable", "float32"), ("avx2", "float32"), ("fma", "bfloat16"),
+                 ("fma", "float16"), ("fma", "int8"), ("fma", "float8_e4m3fn"), ("auto", "bfloat16")]
+
+
+@pytest.mark.parametrize("path,dtype", FEW_ROW_CASES, indirect=["path"])
+@pytest.mark.parametrize("bt,BM,BN,BK", [(False, 1, 496, 60), (False, 5, 112, 4), (False, 3, 96, 8),
+                                         (True, 1, 64, 40), (True, 4, 7, 33), (True, 6, 96, 16)])
+def test_few_rows_read_b_in_place(path, dtype, bt, BM, BN, BK):
+    """GEMV-like dots. Streamed: k-steps in chunks (a partial last chunk, a tile shorter than one chunk), a ragged
+    last panel inside an in-bounds tile, edge tiles; a narrow B (bfloat16, float16, FP8, int8) streams too, widened
+    in registers ("auto" takes the FMA path for at most FEW_ROWS rows). With `bt`, tl.dot(a, w.T): dot products
+    along the rows of w read in place (codegen.dot_kernel.rowdot_loops), in blocks of rows and one by one after
+    them, K ragged against the vector width; edge tiles past w's last row (not read) and last column (masked)."""
+    k = _fresh(mm_bt if bt else mm)
     rng = np.random.default_rng(5)
 
-    @settings(max_examples=4, deadline=None, database=None)
+    @settings(max_examples=3, deadline=None, database=None)
     @example(M=BM, N=BN, K=BK)
     @example(M=1, N=2 * BN + 3, K=3 * BK + 1)
     @given(**SHAPES)
     def run(M, N, K):
         a, b = _rand(rng, (M, K), dtype), _rand(rng, (K, N), dtype)
         c = _out(M, N, dtype)
-        k(a, b, c, BM=BM, BN=BN, BK=BK)
+        k(a, np.ascontiguousarray(b.T) if bt else b, c, BM=BM, BN=BN, BK=BK)
         check(c, a, b)
     run()
 
@@ -250,6 +265,20 @@ def test_transposed_operands(path, dtype):
         kat(np.ascontiguousarray(a.T), b, c, **blocks)
         check(c, a, b)
     run()
+
+
+@pytest.mark.parametrize("path", ["fma", "auto"], indirect=True)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_transposed_few_rows_without_accumulator(path, dtype):
+    """A single few-row tl.dot(a, w.T) into a new tile (it starts from zero), whole and past w's last row and
+    column."""
+    rng = np.random.default_rng(7)
+    k = _fresh(dot_tile_bt)
+    for M, N, K in ((3, 40, 48), (2, 37, 45), (1, 1, 1)):
+        a, b = _rand(rng, (M, K), dtype), _rand(rng, (K, N), dtype)
+        c = _out(M, N, dtype)
+        k(a, np.ascontiguousarray(b.T), c, BM=3, BN=40, BK=48)
+        check(c, a, b)
 
 
 @pytest.mark.parametrize("path", ["fma", "amx", "bf16", "portable"], indirect=True)
@@ -304,3 +333,17 @@ def test_auto_picks_the_best_path():
     assert choose_path(opts, dt.bfloat16) == "portable"
     opts = {**opts, "dot": "amx", "amx": False, "avx512bf16": True}  # no AMX to force: falls back
     assert choose_path(opts, dt.bfloat16) == "bf16"
+
+
+def test_auto_streams_few_rows():
+    """"auto" gives dots of at most FEW_ROWS rows the FMA path (B streamed from memory, narrow elements widened in
+    registers: bfloat16 M = 1, K = N = 4096 read B at 2x the AMX path's rate); forcing AMX keeps AMX."""
+    from codegen import dtypes as dt
+    from codegen.dot import FEW_ROWS, choose_path
+
+    opts = {"dot": "auto", "amx": True, "avx512bf16": True, "vector_bytes": 64, "amx_int8": True, "cpu_amx": True}
+    for d in (dt.bfloat16, dt.float8_e4m3fn, dt.int8):
+        assert [choose_path(opts, d, rows) for rows in (1, FEW_ROWS, FEW_ROWS + 1, None)] == \
+            ["fma", "fma", "amx", "amx"]
+    assert choose_path({**opts, "amx": False, "cpu_amx": False}, dt.bfloat16, 1) == "fma"  # not vdpbf16ps either
+    assert choose_path({**opts, "dot": "amx"}, dt.bfloat16, 1) == "amx"

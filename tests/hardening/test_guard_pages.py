@@ -95,26 +95,33 @@ STREAM_EDGES = textwrap.dedent('''
 
     rng = np.random.default_rng(1)
     runs = 0
-    # few-row float32 products stream B in place; column tiles (BN) that pass B's last column, with and without
-    # a ragged last panel, some wholly past it; k blocks that pass K (that tile is packed instead)
+    # few-row products stream B in place (a narrow B widened in registers); column tiles (BN) that pass B's last
+    # column, with and without a ragged last panel, some wholly past it; k blocks that pass K (that tile is packed
+    # instead). With B = w.T (w guarded), dot products along w's rows: tiles past w's last row and column
     for m, n, k, bn, bk in ((1, 1100, 700, 512, 256), (3, 1100, 700, 600, 700), (1, 1000, 300, 448, 128),
                             (4, 37, 513, 64, 256), (2, 4099, 64, 2050, 64), (1, 70, 40, 2048, 64)):
-        for side in ("after", "before"):
-            a = fill(guarded((m, k), np.float32, side), rng)
-            b = fill(guarded((k, n), np.float32, side), rng)
-            c = guarded((m, n), np.float32, side)
-            ops.matmul(a, b, out=c, config={"BM": m, "BN": bn, "BK": bk, "ORDER": "ij"})
-            np.testing.assert_allclose(c, a @ b, rtol=1e-5, atol=2e-6 * k)
-            runs += 1
+        for d in (np.float32, dt.bfloat16.np):
+            for side in ("after", "before"):
+                for transposed in (False, True):
+                    a = fill(guarded((m, k), d, side), rng)
+                    if (d != np.float32 or transposed) and n in (1000, 70):
+                        continue  # (float32 B only: shapes whose edges the other ones cover)
+                    b = fill(guarded((n, k), d, side), rng).T if transposed else fill(guarded((k, n), d, side), rng)
+                    c = guarded((m, n), np.float32, side)
+                    ops.matmul(a, b, out=c, config={"BM": m, "BN": bn, "BK": bk, "ORDER": "ij"})
+                    np.testing.assert_allclose(c, a.astype(np.float32) @ b.astype(np.float32), rtol=1e-5,
+                                               atol=2e-6 * k)
+                    runs += 1
     print(json.dumps({"runs": runs}))
 ''')
 
 
 def test_streamed_edge_tiles_read_nothing_past_b():
     """A few-row product's column tile past the last column of B streams the columns inside B under lane masks
-    (codegen.dot_kernel.stream_loops): right results, and no read past B's guard page."""
+    (codegen.dot_kernel.stream_loops), and with B = w.T the tiles past w's rows and columns are skipped or masked
+    (rowdot_loops): right results, and no read past the guard pages of B or w."""
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-c", STREAM_EDGES], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, f"streamed edge tiles failed (signal/exit {proc.returncode}):\n{proc.stderr[-3000:]}"
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["runs"] == 12
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["runs"] == 36

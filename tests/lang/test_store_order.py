@@ -167,3 +167,26 @@ def test_a_k_loop_with_a_float32_accumulator_and_its_output_read(mode, kernel, c
     np.testing.assert_array_equal(d, 3)
     ref = (a.astype(np.float32) @ b.astype(np.float32)).astype(c_dtype).astype(np.float32)
     np.testing.assert_allclose(c.astype(np.float32), ref, rtol=1e-2, atol=1e-2)
+
+
+@tl.jit
+def dot_of_a_transposed_tile_then_overwrite(a, w, c, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    """c = a @ w.T with w as it was, its tile loaded before a store zeroes w (a dot's B given as a transpose is
+    read from the untransposed tile in place, codegen.lower.op_transpose)."""
+    for _ in tl.grid(1):
+        t = w[0:BN, 0:BK]
+        w[0:BN, 0:BK] = tl.zeros((BN, BK), w.dtype)
+        c[0:BM, 0:BN] = tl.dot(a[0:BM, 0:BK], t.T)
+
+
+@pytest.mark.parametrize("BM", [1, 32])
+@pytest.mark.parametrize("dtype", [np.float32, ml_dtypes.bfloat16])
+def test_a_transposed_dot_operand_loaded_before_a_store(mode, BM, dtype):
+    rng = np.random.default_rng(BM)
+    a = rng.standard_normal((BM, 64)).astype(dtype)
+    w = rng.standard_normal((48, 64)).astype(dtype)
+    old = w.astype(np.float32)
+    c = np.zeros((BM, 48), np.float32)
+    tl.jit(dot_of_a_transposed_tile_then_overwrite.fn)(a, w, c, BM=BM, BN=48, BK=64)
+    np.testing.assert_array_equal(w.astype(np.float32), 0)
+    np.testing.assert_allclose(c, a.astype(np.float32) @ old.T, rtol=1e-5, atol=1e-4)

@@ -90,6 +90,28 @@ def test_decode_shapes_stream_b(m):
     check(a, b, out[:, :1100])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("m,n,k", [(1, 1100, 700), (3, 37, 513), (4, 300, 4200), (300, 45, 97)])
+def test_column_major_b_is_read_as_its_transpose(dtype, m, n, k):
+    """b = w.T (x @ w.T, a Linear layer's weight): matmul_kernel takes w itself with BT and reads b's columns
+    along w's contiguous rows; few rows take the dot products along them, whole rows of w per k block (up to
+    ROWS_BK); batched, a column-major b in every batch; the same product as a row-major copy of b."""
+    rng = np.random.default_rng(m + n + k)
+    a = rng.standard_normal((m, k), np.float32).astype(NP.get(dtype, dtype))
+    w = rng.standard_normal((n, k), np.float32).astype(a.dtype)
+    packed, cfg = mm.launch_plan(dtype, a[None], w.T[None], np.empty((1, m, n), a.dtype))
+    assert not packed and cfg["BT"] is True
+    if m <= mm.STREAM_ROWS:  # k in the fewest even blocks of at most ROWS_BK
+        assert cfg["BK"] == -(-k // -(-k // mm.ROWS_BK))
+    c = ops.matmul(a, w.T, out_dtype=np.float32)
+    check(a, w.T, c)
+    np.testing.assert_allclose(c, ops.matmul(a, np.ascontiguousarray(w.T), out_dtype=np.float32), **tol(k))
+    assert "BT" not in mm.launch_plan(dtype, a[None], np.ascontiguousarray(w.T)[None], c[None])[1]
+    wb = rng.standard_normal((2, n, k), np.float32).astype(a.dtype)
+    check(a, wb.transpose(0, 2, 1), ops.matmul(a, wb.transpose(0, 2, 1), out_dtype=np.float32))
+    check(a, w.T, ops.matmul(a, w.T, out_dtype=np.float32, config={"BM": 16, "BN": 32, "BK": 64, "ORDER": "ji"}))
+
+
 @pytest.mark.parametrize("n,threads,batch,bn", [(11008, 1, 1, 11008), (11008, 2, 1, 5504), (12288, 2, 1, 6144),
                                                   (4096, 2, 3, 2048), (40000, 1, 1, 13334), (3000, 4, 1, 750)])
 def test_streamed_products_take_a_column_block_per_thread(n, threads, batch, bn):
@@ -252,6 +274,30 @@ def test_bfloat16_pre_packed_path(monkeypatch):
     monkeypatch.setattr(mm, "PACKED_MIN", 68)  # M = 67 below it: the per-program packing kernel
     check(a, b, ops.matmul(a, b, out_dtype=np.float32))
     assert not calls
+
+
+@pytest.mark.parametrize("k", [128, 200, 130])
+def test_a_column_major_b_is_packed_from_its_transpose(monkeypatch, k):
+    """On the pre-packed path a column-major bfloat16 b = w.T (K even) is packed by transposing blocks of w's 32-bit
+    k pairs (pack_bt_kernel), with the same bits as a row-major b packed row by row; K odd, or w's rows not on
+    4-byte boundaries, take pack_b_kernel through b's strides."""
+    monkeypatch.setattr(mm, "PACKED_MIN", 1)
+    if not mm.packed_path("bfloat16", 1, 1, mm.PACKED_MIN_K):
+        pytest.skip("no pre-packed path here (bfloat16 runs on AMX only)")
+    used = []
+    for name in ("pack_bt_kernel", "pack_b_kernel"):
+        real = getattr(mm, name)
+        monkeypatch.setattr(mm, name, lambda *a, real=real, name=name, **kw: used.append(name) or real(*a, **kw))
+    rng = np.random.default_rng(k)
+    a = rng.standard_normal((2, 70, k), np.float32).astype(BF16)
+    w = rng.standard_normal((2, 77, k + 2), np.float32).astype(BF16)
+    for wk, packer in ((w[:, :, :k], "pack_bt_kernel"), (w[:, :, 1:k + 1], "pack_b_kernel")):  # 4-byte aligned or not
+        b = wk.transpose(0, 2, 1)
+        used.clear()
+        c = ops.matmul(a, b, out_dtype=np.float32)
+        assert used == [packer]
+        np.testing.assert_array_equal(c, ops.matmul(a, np.ascontiguousarray(b), out_dtype=np.float32))
+        check(a, b, c)
 
 
 def test_concurrent_calls_from_python_threads(monkeypatch):

@@ -110,3 +110,20 @@ def test_a_stored_config_is_what_the_op_runs(spy, tmp_path, monkeypatch):
     monkeypatch.setattr(_tuned, "lookup", lambda *a, **kw: autotune.lookup(*a, database=empty, **kw))
     ops.matmul(a, b)
     assert spy.calls[-1] == default
+
+
+def test_a_column_major_b_has_its_own_tuned_config(spy):
+    """b = w.T runs matmul_kernel on w with BT: its tuning records are that call's, apart from a row-major b's."""
+    rng = np.random.default_rng(12)
+    a, w = rng.standard_normal((50, 300), np.float32), rng.standard_normal((100, 300), np.float32)
+    stored = Config(BM=32, BN=64, BK=64, ORDER="ji")
+    res = autotune.tune(spy.kernel, (a[None], w[None], np.empty((1, 50, 100), np.float32)), [stored],
+                        kwargs={"BT": True}, verbose=False, executor="serial",
+                        options=autotune.Options(warmup=0, repeats=1, rounds=1, min_time=0.0))
+    assert res.best == stored
+    _tuned._TUNED.clear()
+    check(a, w.T, ops.matmul(a, w.T))
+    assert spy.calls[-1] == mm.fitted_fma(stored.kwargs, 50, 100, 300)
+    check(a, w.T, ops.matmul(a, np.ascontiguousarray(w.T)))  # a row-major b: not that record, the defaults
+    assert spy.calls[-1] == mm.fitted_fma(mm.default_config("float32", 50, 100, 300, mm.csrc.num_threads()), 50, 100,
+                                          300)
