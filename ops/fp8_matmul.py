@@ -43,9 +43,16 @@ def space_for(am: int, bmode: int, block: int) -> list[Config]:
 def default_config(M: int, N: int, K: int, am: int, bmode: int, block: int, threads: int = 1) -> dict:
     """Tiles until the tuner has something better: 512 x 512 x 256 (with block scales: K blocks of `block`,
     M / N tiles that divide `block` for an operand with block x block scales, BM x BN <= BLOCKED_TILE),
-    halved until every thread has a program (`autotune.space.spread`)."""
-    bm = min(MM_TILE, pow2ceil(M, 16, MM_TILE))
-    bn = min(MM_TILE, pow2ceil(N, 16, MM_TILE))
+    halved until every thread has a program (`autotune.space.spread`). A decode step (at most
+    `ops.matmul.STREAM_ROWS` rows, which tl.dot reads B for in place: FP8 widened in registers) takes tiles of its
+    rows and one column block per thread, as ops.matmul does (1 x 4096 x 4096, tensor scales, 1 thread: 2.1x the
+    16-row AMX tiles, one-off)."""
+    decode = M <= _mm.STREAM_ROWS and _mm.dot_path("float8_e4m3fn", M) in ("fma", "portable")
+    if decode:
+        bm = pow2ceil(M, 1, _mm.STREAM_ROWS)
+        bn = min(_mm.STREAM_BN, pow2ceil(-(-N // max(1, threads)), 16, _mm.STREAM_BN))
+    else:
+        bm, bn = min(MM_TILE, pow2ceil(M, 16, MM_TILE)), min(MM_TILE, pow2ceil(N, 16, MM_TILE))
     bk = min(MM_BK, pow2ceil(K, 32, MM_BK))
     if am >= 2 or bmode >= 2:
         bk = block
@@ -55,7 +62,8 @@ def default_config(M: int, N: int, K: int, am: int, bmode: int, block: int, thre
         if bmode == 3:
             bn = min(bn, fit)
         bm = min(bm, max(16, BLOCKED_TILE // bn))
-    bm, bn = spread(bm, bn, M, N, threads)
+    if not decode:
+        bm, bn = spread(bm, bn, M, N, threads)
     return {"BM": bm, "BN": bn, "BK": bk}
 
 

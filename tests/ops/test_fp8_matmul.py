@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ops import fp8, fp8_kernels
+from ops import fp8, fp8_kernels, fp8_matmul
 from ops.fp8_ref import ref_cast_fp8, ref_scaled_matmul
 
 E4M3, E5M2, BF16 = ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2, ml_dtypes.bfloat16
@@ -295,3 +295,15 @@ def test_compiled_kernel_matches_the_interpreter():
         with tl.config.scope(interpret=True):
             ci = fp8.scaled_matmul(a, b, sa, sb, bias=bias, config={"BM": 32, "BN": 32, "BK": 128})
         assert np.allclose(c, ci, rtol=1e-6, atol=1e-6 * np.abs(ci).max())
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+@pytest.mark.parametrize("m", [1, 3, 4])
+def test_decode_steps(recipe, m):
+    """At most STREAM_ROWS rows: tiles of those rows, B read in place by the few-row dot (FP8 widened in registers),
+    row-major (streamed) or column-major (dot products along its columns)."""
+    a, b, sa, sb = operands(m, 300, 700, recipe, seed=m)
+    assert fp8_matmul.default_config(m, 700, 300, 0, 0, 128, 2) == {"BM": 1 if m == 1 else 4, "BN": 512, "BK": 256}
+    assert fp8_matmul.default_config(m, 700, 300, 2, 3, 128, 1)["BM"] == (1 if m == 1 else 4)  # (DeepSeek's modes)
+    check(fp8.scaled_matmul(a, b, sa, sb), a, b, sa, sb)
+    check(fp8.scaled_matmul(a, np.ascontiguousarray(b.T).T, sa, sb), a, b, sa, sb)  # (dot products along w's rows)
