@@ -60,10 +60,16 @@ def _lane_mask(V: int, w: int) -> ir.Constant:
     return ir.Constant(vec(I1, V), [1 if i < w else 0 for i in range(V)])
 
 
+def _load(b, ptr, t: ir.VectorType, mask, align: int):
+    """A vector of type `t`; under `mask` (i1 lanes, or None for all) the other lanes read as zeros and touch no
+    memory."""
+    if mask is None:
+        return b.load(ptr, typ=t, align=align)
+    return masked_load(b, ptr, mask, ir.Constant(t, None), align)
+
+
 def _c_load(b, ptr, V, w, t):
-    if w == V:
-        return b.load(ptr, typ=vec(t, V), align=4)
-    return masked_load(b, ptr, _lane_mask(V, w), ir.Constant(vec(t, V), None), 4)
+    return _load(b, ptr, vec(t, V), None if w == V else _lane_mask(V, w), 4)
 
 
 def _c_store(b, val, ptr, V, w):
@@ -92,11 +98,7 @@ def micro_kernel(b: ir.IRBuilder, s: Scheme, *, steps: int, unroll: int, mr: int
         accs = [_c_load(b, cptrs[r][v], V, widths[v], s.acc_t) for r in range(mr) for v in range(nv)]
 
     def _b_load(ptr, mask):
-        bt = vec(s.b_elem, s.b_vw)
-        if mask is None:
-            x = b.load(ptr, typ=bt, align=b_align)
-        else:
-            x = masked_load(b, ptr, mask, ir.Constant(bt, None), nbytes(s.b_elem))
+        x = _load(b, ptr, vec(s.b_elem, s.b_vw), mask, b_align if mask is None else nbytes(s.b_elem))
         return x if s.widen is None else s.widen(b, x)
 
     def step(k, accs, u):
@@ -291,16 +293,14 @@ def rowdot_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, K: int, a_ptr: i
     R = max(1, min(8, ROWDOT_ACCS // M))
     lanes = iota(I64, V)
     floats = isinstance(s.acc_t, ir.FloatType)
+    add = ir.IRBuilder.fadd if floats else ir.IRBuilder.add
     a_rows = [b.gep(a_ptr, [_scaled(b, a_rs, m)], source_etype=s.a_elem) for m in range(M)]
 
     def mac(acc, x, y):
         return fmuladd(b, x, y, acc) if floats else b.add(b.mul(x, y), acc)
 
     def load(ptr, elem, mask):
-        t = vec(elem, V)
-        if mask is None:
-            return b.load(ptr, typ=t, align=nbytes(elem))
-        return masked_load(b, ptr, mask, ir.Constant(t, None), nbytes(elem))
+        return _load(b, ptr, vec(elem, V), mask, nbytes(elem))
 
     def block(n0, r: int, edge: bool) -> None:
         """C[:, n0 : n0 + r] from rows n0 .. n0 + r - 1 of W."""
@@ -325,9 +325,9 @@ def rowdot_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, K: int, a_ptr: i
                 accs = step(i64(K - K % V), accs, _lane_mask(V, K % V))
         for m in range(M):
             for j in range(r):
-                total = hreduce(b, accs[m * r + j], lambda b_, x, y: b_.fadd(x, y) if floats else b_.add(x, y))
+                total = hreduce(b, accs[m * r + j], add)
                 p = b.gep(c_ptr, [b.add(i64(m * N + j), n0)], source_etype=s.acc_t)
-                b.store(total if init_zero else (b.fadd if floats else b.add)(b.load(p, typ=s.acc_t), total), p)
+                b.store(total if init_zero else add(b, b.load(p, typ=s.acc_t), total), p)
 
     def blocks(edge: bool) -> None:
         full = b.mul(b.udiv(rows, i64(R)), i64(R))

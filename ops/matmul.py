@@ -248,7 +248,7 @@ def pack_operands(a3, b3, config: dict | None = None) -> tuple[np.ndarray, np.nd
     KB = -(-K // BK)
     ap = _scratch("a", (Z, -(-M // BM), KB, BM, BK), dt.bfloat16.np)
     bp = _scratch("b", (Z, -(-N // BN) * (BN // PANEL_W), KB * BK // 2, 2 * PANEL_W), dt.bfloat16.np)
-    if a3.strides[2] != a3.itemsize and a3.strides[1] == a3.itemsize:  # column-major A
+    if column_major(a3):
         pack_at_kernel(a3.transpose(0, 2, 1), ap, BM=BM, BK=BK, RB=math.gcd(64, BM))
     else:
         pack_a_kernel(a3, ap, BM=BM, BK=BK)  # (the default row and k-pair blocks divide every config's)

@@ -72,7 +72,7 @@ def test_every_config_in_the_space_is_right(j):
 
 @pytest.fixture
 def spy(monkeypatch):
-    s = LaunchSpy(mm.matmul_kernel, ("BM", "BN", "BK", "ORDER"))
+    s = LaunchSpy(mm.matmul_kernel, ("BM", "BN", "BK", "ORDER", "BT"))
     monkeypatch.setattr(mm, "matmul_kernel", s)
     return s
 
@@ -123,7 +123,7 @@ def test_a_column_major_b_has_its_own_tuned_config(spy):
     assert res.best == stored
     _tuned._TUNED.clear()
     check(a, w.T, ops.matmul(a, w.T))
-    assert spy.calls[-1] == mm.fitted_fma(stored.kwargs, 50, 100, 300)
+    assert spy.calls[-1] == {**mm.fitted_fma(stored.kwargs, 50, 100, 300), "BT": True}
     check(a, w.T, ops.matmul(a, np.ascontiguousarray(w.T)))  # a row-major b: not that record, the defaults
     assert spy.calls[-1] == mm.fitted_fma(mm.default_config("float32", 50, 100, 300, mm.csrc.num_threads()), 50, 100,
                                           300)
