@@ -5,7 +5,7 @@
 Every ratio is taken in this run; the peaks come from JIT probes run just before (autotune.probes).
 Products on the pre-packed path (`ops.matmul.packed_path`: bfloat16 on AMX, M, N >= PACKED_MIN, K >=
 PACKED_MIN_K) are also timed against the per-program-packing kernel on the same inputs (the "per-program
-packing" entry).
+packing" entry). The small float32 products (SMALL) measure what a call costs beside the product itself.
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ DECODE = ((1, 4096, 4096), (16, 4096, 4096), (64, 4096, 4096),
           (1, 11008, 4096))  # (M, N, K); the last: a LLaMA-7B MLP projection, N in tiles that 4096 does not divide
 # decode shapes also timed with bfloat16 operands, and with b given as w.T (a Linear layer's (N, K) weight), both dtypes
 DECODE_WT = ((1, 4096, 4096), (4, 4096, 4096), (1, 11008, 4096))
+SMALL = ((1, 64, 64), (64, 64, 64), (128, 128, 128))  # (M, N, K) float32: the time of a call, not of the product
 PER_PROGRAM = "per-program packing"  # the extra entry of a pre-packed row: matmul_kernel, DEFAULTS fitted, same inputs
 
 
@@ -151,6 +152,8 @@ def run(counts: list[int], quick: bool, peaks: dict) -> list[Row]:
                 rows.append(case(m, n, k, dtype, nthr, peaks))
             for m, n, k in DECODE_WT[: 1 if quick else None]:
                 rows.append(case(m, n, k, dtype, nthr, peaks, wt=True))
+        for m, n, k in SMALL[: 1 if quick else None]:
+            rows.append(case(m, n, k, np.float32, nthr, peaks))
     return rows
 
 

@@ -138,4 +138,4 @@ def tune_ops(names, threads: int, console) -> None:
             for case in TUNERS[name]():
                 console.print(f"tuning {case.what} (objective perf_per_watt)")
                 case.tune()
-    _tuned._TUNED.clear()  # the ops read their configs again, now from the new records
+    _tuned.clear()  # the ops read their configs again, now from the new records

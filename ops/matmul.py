@@ -321,11 +321,20 @@ def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1, batch: 
 def launch_plan(dtype: str, a3, b3, c3, config: dict | None = None) -> tuple[bool, dict]:
     """(packed, tiles): how `matmul` runs these 3-D operands. On the pre-packed path (`packed_path`) its
     config (`packed_config`), else matmul_kernel's: `config`, or the tuned or default one fitted to the shape
-    (by `fitted_fma` where the dot runs on the FMA path, as float32 and float16 do)."""
+    (by `fitted_fma` where the dot runs on the FMA path, as float32 and float16 do). Without `config`, made
+    once per shapes, b's layout and c's dtype (`ops._tuned.plan`); the tiles are shared: do not modify them."""
+    bt = column_major(b3)
+    if config:
+        return _launch_plan(dtype, a3, b3, c3, bt, config)
+    return _tuned.plan((launch_plan, dtype, a3.shape, b3.shape, bt, c3.dtype),
+                       lambda: _launch_plan(dtype, a3, b3, c3, bt))
+
+
+def _launch_plan(dtype: str, a3, b3, c3, bt: bool, config: dict | None = None) -> tuple[bool, dict]:
     (_, M, K), N = a3.shape, b3.shape[2]
     if packed_path(dtype, M, N, K, config):
         return True, packed_config(M, N, K, config)
-    bt = {"BT": True} if column_major(b3) else {}
+    bt = {"BT": True} if bt else {}
     if config:
         return False, {**config, **bt}
     cfg = tuned_config(dtype, a3, b3, c3)
@@ -384,8 +393,9 @@ def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.
     if odt not in (np.dtype(np.float32), a.dtype):
         raise TypeError(f"out_dtype must be float32 or the input dtype {a.dtype}, got {odt}")
     shape = batch + ((M,) if not vec_a else ()) + ((N,) if not vec_b else ())
+    given = out is not None
     out = check_out(out, shape, odt)
-    if overlaps(out, a) or overlaps(out, b):
+    if given and (overlaps(out, a) or overlaps(out, b)):  # (a fresh out overlaps nothing)
         raise ValueError("out must not overlap the inputs")
     if out.size == 0:
         return out

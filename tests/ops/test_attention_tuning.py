@@ -28,9 +28,9 @@ CASES = [(FITS[j % len(FITS)], VARIANTS[(5 * j) % len(VARIANTS)]) for j in range
 
 @pytest.fixture(autouse=True)
 def fresh_tuned():
-    _tuned._TUNED.clear()
+    _tuned.clear()
     yield
-    _tuned._TUNED.clear()
+    _tuned.clear()
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_a_stored_config_is_what_the_op_runs(spy, tmp_path, monkeypatch):
     res = autotune.tune(spy.kernel, args, [stored], kwargs=fixed, verbose=False,
                         executor="serial", options=autotune.Options(warmup=0, repeats=1, rounds=1, min_time=0.0))
     assert res.best == stored
-    _tuned._TUNED.clear()
+    _tuned.clear()
     out = A.attention(q, k, v, causal=True)
     assert spy.calls[-1] == stored.kwargs
     check(out, q, k, v, causal=True)
@@ -110,7 +110,7 @@ def test_a_stored_config_is_what_the_op_runs(spy, tmp_path, monkeypatch):
     A.attention(q, k, v)
     assert spy.calls[-1] != stored.kwargs
     # the lookup is the database's: another (empty) database gives the defaults again
-    _tuned._TUNED.clear()
+    _tuned.clear()
     empty = TuningDatabase(tmp_path / "empty")
     monkeypatch.setattr(_tuned, "lookup", lambda *a, **kw: autotune.lookup(*a, database=empty, **kw))
     A.attention(q, k, v, causal=True)

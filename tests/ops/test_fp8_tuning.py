@@ -20,9 +20,9 @@ LAUNCHES = {"tensor_amax": {"scaling": "tensor"}, "tensor_cast": {"scaling": "te
 
 @pytest.fixture(autouse=True)
 def fresh_tuned():
-    _tuned._TUNED.clear()
+    _tuned.clear()
     yield
-    _tuned._TUNED.clear()
+    _tuned.clear()
 
 
 def ragged(shape, seed=0):
@@ -91,7 +91,7 @@ def test_default_tiles_with_block_scales_fit_on_chip():
 
 def test_untuned_calls_run_the_defaults(tmp_path):
     a, b, sa, sb = operands(37, 300, 45, "tensor")
-    _tuned._TUNED.clear()
+    _tuned.clear()
     with tl.config.scope(cache_dir=str(tmp_path)):
         fp8.scaled_matmul(a, b, sa, sb)
     assert list(_tuned._TUNED.values()) == [fp8_matmul.default_config(37, 45, 300, 0, 0, 128,
@@ -108,7 +108,7 @@ def test_stored_configs_are_picked_up(tmp_path):
             res = autotune.tune(case.kernel, case.args, [pick], kwargs=case.fixed, executor="serial", verbose=False)
             assert res.best == pick and res.source == "tuned", res.summary()
             want.append(pick.kwargs)
-        _tuned._TUNED.clear()
+        _tuned.clear()
         again = fp8_cases(n_quant=300, n_mm=(100,), n_block=256)  # the same op calls
         n = len(_tuned._TUNED)
         got = [_tuned.tuned_config(c.kernel, c.space, c.args, c.fixed, c.default) for c in again]

@@ -8,12 +8,23 @@ from hypothesis import strategies as st
 
 import ops
 import tilelang as tl
+from ops import _tuned
 from tests.concurrency import run_concurrently
 
 BF16 = tl.bfloat16.np
 NP = {"float32": np.float32, "bfloat16": BF16}
 mm = importlib.import_module("ops.matmul")  # the module (ops.matmul is the function)
 DIMS = st.one_of(st.integers(1, 300), st.sampled_from([1, 2, 3, 7, 13, 31, 97, 127, 211, 293]))
+
+
+@pytest.fixture
+def packed_min(monkeypatch):
+    """Sets mm.PACKED_MIN for the test; the launch plans made under each value are forgotten (ops._tuned.plan)."""
+    def set_min(value):
+        monkeypatch.setattr(mm, "PACKED_MIN", value)
+        _tuned.clear()
+    yield set_min
+    _tuned.clear()
 
 
 def tol(k):
@@ -240,7 +251,7 @@ def test_errors():
         ops.matmul(sq, sq, out=sq)
 
 
-def test_bfloat16_pre_packed_path(monkeypatch):
+def test_bfloat16_pre_packed_path(monkeypatch, packed_min):
     """Large bfloat16 products on AMX pack A and B once per call (ops.matmul.matmul_packed); PACKED_MIN is
     lowered to 1 here (K = 129 passes PACKED_MIN_K) so small ragged, batched, broadcast and transposed shapes
     take that path."""
@@ -252,7 +263,7 @@ def test_bfloat16_pre_packed_path(monkeypatch):
     assert not mm.packed_path("float32", lo, lo, lo) and not mm.packed_path("float16", lo, lo, lo)
     calls = []
     real = mm.matmul_packed
-    monkeypatch.setattr(mm, "PACKED_MIN", 1)
+    packed_min(1)
     monkeypatch.setattr(mm, "matmul_packed", lambda *a, **k: calls.append(1) or real(*a, **k))
     rng = np.random.default_rng(11)
     a = rng.standard_normal((2, 1, 67, 129), np.float32).astype(BF16)
@@ -271,17 +282,17 @@ def test_bfloat16_pre_packed_path(monkeypatch):
         with pytest.raises(ValueError, match="pre-packed config"):
             ops.matmul(a, b, config={"BM": 20, "BN": 64, "BK": 64})
     calls.clear()
-    monkeypatch.setattr(mm, "PACKED_MIN", 68)  # M = 67 below it: the per-program packing kernel
+    packed_min(68)  # M = 67 below it: the per-program packing kernel
     check(a, b, ops.matmul(a, b, out_dtype=np.float32))
     assert not calls
 
 
 @pytest.mark.parametrize("k", [128, 200, 130])
-def test_a_column_major_b_is_packed_from_its_transpose(monkeypatch, k):
+def test_a_column_major_b_is_packed_from_its_transpose(monkeypatch, packed_min, k):
     """On the pre-packed path a column-major bfloat16 b = w.T (K even) is packed by transposing blocks of w's 32-bit
     k pairs (pack_bt_kernel), with the same bits as a row-major b packed row by row; K odd, or w's rows not on
     4-byte boundaries, take pack_b_kernel through b's strides."""
-    monkeypatch.setattr(mm, "PACKED_MIN", 1)
+    packed_min(1)
     if not mm.packed_path("bfloat16", 1, 1, mm.PACKED_MIN_K):
         pytest.skip("no pre-packed path here (bfloat16 runs on AMX only)")
     used = []
@@ -300,10 +311,10 @@ def test_a_column_major_b_is_packed_from_its_transpose(monkeypatch, k):
         check(a, b, c)
 
 
-def test_concurrent_calls_from_python_threads(monkeypatch):
+def test_concurrent_calls_from_python_threads(packed_min):
     """ops.matmul called from several Python threads at once: each call's result is its own (the pre-packed
     path packs into per-thread scratch buffers; PACKED_MIN is lowered so these small shapes take it on AMX)."""
-    monkeypatch.setattr(mm, "PACKED_MIN", 1)
+    packed_min(1)
 
     def worker(seed):
         rng = np.random.default_rng(seed)

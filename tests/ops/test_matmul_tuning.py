@@ -9,6 +9,7 @@ import pytest
 
 import autotune
 import ops
+import tilelang as tl
 from autotune import Config, TuningDatabase
 from autotune.space import grid
 from ops import _tuned
@@ -27,9 +28,9 @@ LARGEST = (512, 512, 512)  # the only tiles whose buffers may pass the 2 MiB bud
 
 @pytest.fixture(autouse=True)
 def fresh_tuned():
-    _tuned._TUNED.clear()
+    _tuned.clear()
     yield
-    _tuned._TUNED.clear()
+    _tuned.clear()
 
 
 def shape(j: int, c: Config) -> tuple[int, int, int]:
@@ -91,7 +92,7 @@ def test_a_stored_config_is_what_the_op_runs(spy, tmp_path, monkeypatch):
     res = autotune.tune(spy.kernel, (a3, b3, c3), [stored], verbose=False, executor="serial",
                         options=autotune.Options(warmup=0, repeats=1, rounds=1, min_time=0.0))
     assert res.best == stored
-    _tuned._TUNED.clear()
+    _tuned.clear()
     check(a, b, ops.matmul(a, b))
     assert spy.calls[-1] == mm.fitted_fma(stored.kwargs, 96, 160, 200)
     assert mm.launch_plan("float32", a3, b3, c3) == (False, spy.calls[-1])  # what the plan says is what ran
@@ -105,7 +106,7 @@ def test_a_stored_config_is_what_the_op_runs(spy, tmp_path, monkeypatch):
     # the lookup is the database's: another (empty) database gives the defaults again
     monkeypatch.undo()
     monkeypatch.setattr(mm, "matmul_kernel", spy)
-    _tuned._TUNED.clear()
+    _tuned.clear()
     empty = TuningDatabase(tmp_path / "empty")
     monkeypatch.setattr(_tuned, "lookup", lambda *a, **kw: autotune.lookup(*a, database=empty, **kw))
     ops.matmul(a, b)
@@ -121,9 +122,51 @@ def test_a_column_major_b_has_its_own_tuned_config(spy):
                         kwargs={"BT": True}, verbose=False, executor="serial",
                         options=autotune.Options(warmup=0, repeats=1, rounds=1, min_time=0.0))
     assert res.best == stored
-    _tuned._TUNED.clear()
+    _tuned.clear()
     check(a, w.T, ops.matmul(a, w.T))
     assert spy.calls[-1] == {**mm.fitted_fma(stored.kwargs, 50, 100, 300), "BT": True}
     check(a, w.T, ops.matmul(a, np.ascontiguousarray(w.T)))  # a row-major b: not that record, the defaults
     assert spy.calls[-1] == mm.fitted_fma(mm.default_config("float32", 50, 100, 300, mm.csrc.num_threads()), 50, 100,
                                           300)
+
+
+def test_plans_are_made_once_per_call_signature(spy, monkeypatch):
+    """A call's launch plan is made once per dtypes, shapes, b's layout, thread count and knobs (ops._tuned.plan):
+    repeated calls skip the tuned lookup and tile fitting; `_tuned.clear()` forgets the plans, and while the
+    ops' launches are recorded (what `tilebench tune` tunes) every call plans afresh."""
+    rng = np.random.default_rng(13)
+    a, b = rng.standard_normal((40, 70), np.float32), rng.standard_normal((70, 90), np.float32)
+    made = []
+    real = mm._launch_plan
+    monkeypatch.setattr(mm, "_launch_plan", lambda *x, **kw: made.append(x[1].shape) or real(*x, **kw))
+    for _ in range(3):
+        check(a, b, ops.matmul(a, b))
+    check(a[:, :69], b[:69], ops.matmul(a[:, :69], b[:69]))  # (strided views: the plan reads shapes, not strides)
+    check(a, b.T.copy().T, ops.matmul(a, b.T.copy().T))  # a column-major b: a plan of its own (BT)
+    assert made == [(1, 40, 70), (1, 40, 69), (1, 40, 70)] and spy.calls[-1]["BT"]
+    before = mm.csrc.num_threads()
+    mm.csrc.set_num_threads(before + 1)  # another thread count: another plan
+    try:
+        ops.matmul(a, b)
+    finally:
+        mm.csrc.set_num_threads(before)
+    with tl.config.scope(dot="portable"):  # another dot path: another plan
+        ops.matmul(a, b)
+    assert len(made) == 5
+    ops.matmul(a, b, config={"BM": 32, "BN": 32, "BK": 32, "ORDER": "ij"})  # an explicit config: no tuned plan
+    ops.matmul(a, b)
+    assert len(made) == 6 and spy.calls[-1] == spy.calls[0]
+    _tuned.clear()
+    ops.matmul(a, b)
+    with _tuned.recording() as launches:
+        ops.matmul(a, b)
+        ops.matmul(a, b)
+    assert len(made) == 9 and len(launches) == 2
+
+
+def test_a_plan_of_none_is_made_once():
+    """`ops._tuned.plan` keeps a plan of None too (the tuned config of a bucket with no record and no default)."""
+    made = []
+    for _ in range(3):
+        assert _tuned.plan(("test_a_plan_of_none_is_made_once",), lambda: made.append(1)) is None
+    assert made == [1]
