@@ -8,7 +8,8 @@
   and as a share of the copy bandwidth probe `autotune.probes.copy_bandwidth()` (>= 50%, counting the
   bytes of x read once and q written once);
 - scaled_matmul at n = 2048 (tensor-wise scales) vs ops.matmul on bfloat16 (>= 0.8x GFLOP/s);
-- for information: the other recipes, dequantize and the DeepSeek block-scaled matmul.
+- for information: the other recipes, dequantize, the DeepSeek block-scaled matmul and a decode step (1 x 4096 x
+  4096) against ops.matmul on bfloat16.
 
 PyTorch runs with OMP_WAIT_POLICY=PASSIVE (unless set): its spinning OpenMP workers would otherwise steal
 the cores from whatever runs next in this process.
@@ -25,6 +26,7 @@ from benchmarks.timing import bench, interleaved
 
 N_CAST = 1 << 24
 N_MM = 2048
+N_DECODE = 4096
 
 
 def _torch():
@@ -126,6 +128,17 @@ def run(report) -> None:
            f"({t['per-program'] / t['ours']:.2f}x), "
            f"DeepSeek 1x128/128x128 blocks {flop / t['deepseek'] / 1e9:.0f} GFLOP/s "
            f"({t['deepseek per-program'] / t['deepseek']:.2f}x its per-program packing)")
+    # ---- a decode step: one row against a K = N = 4096 weight, every B element used once (widened in registers)
+    x = rng.standard_normal((1, N_DECODE)).astype(np.float32)
+    w = rng.standard_normal((N_DECODE, N_DECODE)).astype(np.float32)
+    (qx, sx), (qw, sw) = fp8.quantize_fp8(x), fp8.quantize_fp8(w)
+    xb, wb = x.astype(ml_dtypes.bfloat16), w.astype(ml_dtypes.bfloat16)
+    want = (qx.astype(np.float32) @ qw.astype(np.float32)) * (sx[0, 0] * sw[0, 0])
+    assert np.allclose(fp8.scaled_matmul(qx, qw, sx, sw), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    t = interleaved({"ours": lambda: fp8.scaled_matmul(qx, qw, sx, sw), "bf16": lambda: ops.matmul(xb, wb)}, rounds=3)
+    report(f"scaled_matmul decode 1x{N_DECODE}x{N_DECODE} vs ops.matmul bf16", t["bf16"] / t["ours"], "info",
+           f"ours {t['ours'] * 1e6:.0f} us (FP8 weight {qw.nbytes / t['ours'] / 1e9:.1f} GB/s), bf16 "
+           f"{t['bf16'] * 1e6:.0f} us")
     if torch is not None and hasattr(torch, "_scaled_mm"):  # a plain emulation on CPU (~0.1 GFLOP/s): small n
         m = 256
         ta = torch.from_numpy(qa[:m, :m].copy().view(np.uint8)).view(torch.float8_e4m3fn)

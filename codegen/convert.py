@@ -13,6 +13,7 @@ Results are bit-exact against numpy / ml_dtypes `astype`, NaN payloads included:
   without quieting, 0x7C01 if they are all zero (numpy); f16 -> f32 keeps the payload.
   bfloat16 -> float16 goes through f32 like codegen.interpret, so a NaN keeps its payload
   (ml_dtypes' direct astype gives 0x7E00 | sign there; every non-NaN result is identical).
+- FP8 -> f32 on AVX512-VBMI (`fp8_to_f32_vbmi`, 64 values at a time): the same bits by table lookup.
 - FP8 (OCP OFP8, docs fp8-attention.md 1.1-1.4): RNE on the magnitude, subnormals kept, sign of
   zero kept, overflow tested on the rounded magnitude. NaN -> 0x7F | sign (e4m3fn),
   0x7E | sign (e5m2). Non-saturating: overflow and +-inf give NaN (e4m3fn) or +-inf (e5m2), as
@@ -27,8 +28,10 @@ AVX512-BF16 compute the same bits with integer arithmetic, and so does codegen.i
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+import numpy as np
 from llvmlite import ir
 
 from codegen.llvm_util import BFLOAT, F32, I8, I16, I32, REG_TYPES, concat, const_like, intrinsic, like
@@ -238,6 +241,53 @@ def fp8_to_f32(b: ir.IRBuilder, bits: ir.Value, fmt: str) -> ir.Value:
     """FP8 bits (i8) -> float, exact; NaN -> 0x7FC00000 | sign."""
     _expect(bits, I8, "fp8_to_f32")
     return _widen(b, bits, _fp8_format(fmt))
+
+
+_VPERMI2B = "llvm.x86.avx512.vpermi2var.qi.512"  # AVX512-VBMI: 64 bytes, each from a 128-byte table (index bits 0-6)
+_I8X64, _I32X16 = ir.VectorType(I8, 64), ir.VectorType(I32, 16)
+
+
+def fp8_to_f32_vbmi(b: ir.IRBuilder, bits: ir.Value, fmt: str) -> list[ir.Value]:
+    """64 FP8 bits (<64 x i8>) -> four <16 x float> (values 0-15, 16-31, 32-47, 48-63), `fp8_to_f32`'s bits, on
+    AVX512-VBMI: vpermi2b looks every magnitude's top two float32 bytes up in two 128-byte tables (the other two are
+    zero: an FP8 value has at most 3 significant bits; the lookup ignores index bit 7, the sign, which is or-ed in),
+    and one more vpermi2b per output vector puts them in place: 11 instructions for 64 values, where the
+    arithmetic takes 12 for each 16 (FP8 decode, 1 x 4096 x 4096: 1.6x)."""
+    _expect(bits, I8, "fp8_to_f32_vbmi")
+    if bits.type != _I8X64:
+        raise TypeError(f"fp8_to_f32_vbmi takes <64 x i8>, got {bits.type}")
+    hi0, hi1, lo0, lo1 = (ir.Constant(_I8X64, t) for t in _fp8_tables(fmt))
+    hi = intrinsic(b, _VPERMI2B, _I8X64, [hi0, bits, hi1])
+    lo = intrinsic(b, _VPERMI2B, _I8X64, [lo0, bits, lo1])
+    hi = b.or_(hi, b.and_(bits, ir.Constant(_I8X64, [0x80] * 64)))
+    top = ir.Constant(_I32X16, [-1 << 16] * 16)
+    out = []
+    for g in range(4):  # float32 i of group g: bytes (-, -, lo[16g + i], hi[16g + i]); index bit 6 picks `hi`
+        pick = ir.Constant(_I8X64, [j for i in range(16) for j in (0, 0, 16 * g + i, 64 + 16 * g + i)])
+        y = b.bitcast(intrinsic(b, _VPERMI2B, _I8X64, [lo, pick, hi]), _I32X16)
+        out.append(b.bitcast(b.and_(y, top), ir.VectorType(F32, 16)))
+    return out
+
+
+@functools.cache
+def _fp8_tables(fmt: str) -> tuple[list[int], ...]:
+    """Bytes 3 and 2 of the float32 bits of every FP8 magnitude 0-127 (bytes 1, 0 are zero), as `_widen` gives
+    them, each table in its two 64-byte halves: (byte 3 of 0-63, of 64-127, byte 2 of 0-63, of 64-127)."""
+    f = _fp8_format(fmt)
+    top = (1 << f.exp_bits) - 1
+    words = []
+    for code in range(128):
+        e, m = code >> f.man_bits, code & ((1 << f.man_bits) - 1)
+        if code == f.nan_code or (f.inf_code is not None and e == top and m):
+            word = 0x7FC00000
+        elif code == f.inf_code:
+            word = _F32_INF_BITS
+        else:  # (normal: 1.m * 2^(e - bias); subnormal: 0.m * 2^(1 - bias); exact in float32)
+            word = int(np.float32((m / (1 << f.man_bits) + (e > 0)) * 2.0 ** (max(e, 1) - f.bias)).view(np.uint32))
+        assert word & 0xFFFF == 0, (fmt, code)
+        words.append(word)
+    hi, lo = [w >> 24 for w in words], [(w >> 16) & 0xFF for w in words]
+    return hi[:64], hi[64:], lo[:64], lo[64:]
 
 
 def _to_f32(b: ir.IRBuilder, x: ir.Value, src: str) -> ir.Value:

@@ -193,7 +193,7 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
                 # a B widened by more than a shift (float16, FP8, int8) unrolls no k-steps: its code was the compile
                 # time (float16, M = 1: 4.0 s -> 1.9 s, run time level; bfloat16 would lose 3-7%)
                 unroll = FMA_UNROLL if sb.dtype in (out, dt.bfloat16) else 1
-                stream_loops(b, _widening(scheme, sb.dtype, out, cvt), chunk=STREAM_CHUNK, b_ptr=base, b_rs=rs,
+                stream_loops(b, _widening(fl, scheme, sb.dtype, out, cvt), chunk=STREAM_CHUNK, b_ptr=base, b_rs=rs,
                              cols=cols, **{**loops, "unroll": unroll})
             with otherwise:
                 block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
@@ -205,7 +205,7 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
         lead, rows, cols = sb.extent()
         with b.if_else(lead, likely=True) as (then, otherwise):
             with then:
-                rowdot_loops(b, _widening(scheme, sb.dtype, out, cvt), M=M, N=N, K=K, a_ptr=a_ptr, a_rs=a_rs,
+                rowdot_loops(b, _widening(fl, scheme, sb.dtype, out, cvt), M=M, N=N, K=K, a_ptr=a_ptr, a_rs=a_rs,
                              w_ptr=base, w_rs=rs, c_ptr=C.ptr, init_zero=acc is None, rows=rows, cols=cols)
             with otherwise:
                 block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
@@ -214,9 +214,19 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
     return C
 
 
-def _widening(scheme: Scheme, src: dt.DType, out: dt.DType, cvt) -> Scheme:
-    """`scheme` reading B in place as `src` elements, widened to `out` in registers by `cvt`."""
-    return scheme if src == out else fma_scheme(scheme.V, scheme.acc_t, reg_type(src), lambda b_, x: cvt(x))
+def _widening(fl, scheme: Scheme, src: dt.DType, out: dt.DType, cvt) -> Scheme:
+    """`scheme` reading B in place as `src` elements, widened to `out` in registers by `cvt`; FP8 to float32 on
+    AVX512-VBMI also 64 elements at a time by table lookup (`convert.fp8_to_f32_vbmi`), where B's layout allows."""
+    if src == out:
+        return scheme
+    widen64 = None
+    if src in FP8_FORMATS and out == dt.float32 and scheme.V == 16 and (fl.options or {}).get("avx512vbmi"):
+        def widen64(b_, x):
+            return convert.fp8_to_f32_vbmi(b_, x, FP8_FORMATS[src])
+    return fma_scheme(scheme.V, scheme.acc_t, reg_type(src), lambda b_, x: cvt(x), widen64)
+
+
+FP8_FORMATS = {dt.float8_e4m3fn: "e4m3fn", dt.float8_e5m2: "e5m2"}
 
 
 def _panels_b(fl, pan: Panels, Bp, out: dt.DType, acc_t, *, K: int, V: int, NV: int):

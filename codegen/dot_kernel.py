@@ -40,11 +40,14 @@ class Scheme:
     mac: Callable          # mac(b, acc, a_scalar, b_vector) -> acc
     b_align: int           # alignment of B vector loads (bytes)
     widen: Callable | None = None  # widen(b, loaded B vector) -> acc_t vector (a B of narrower elements)
+    widen64: Callable | None = None  # widen64(b, 64 loaded B elements) -> their 64 // V acc_t vectors (or None)
 
 
-def fma_scheme(V: int, acc_t: ir.Type, b_elem: ir.Type | None = None, widen: Callable | None = None) -> Scheme:
+def fma_scheme(V: int, acc_t: ir.Type, b_elem: ir.Type | None = None, widen: Callable | None = None,
+               widen64: Callable | None = None) -> Scheme:
     """The FMA (float) or multiply-add (int) k-step; `b_elem` and `widen`: B read as vectors of `b_elem` elements,
-    widened in registers (a narrow B streamed in place)."""
+    widened in registers (a narrow B streamed in place); `widen64`: the same for 64 consecutive elements at once,
+    which the loops use where whole groups of 64 // V vectors are read unmasked."""
     if isinstance(acc_t, ir.FloatType):
         def mac(b, acc, a, bv):
             return fmuladd(b, splat(b, a, V), bv, acc)
@@ -53,7 +56,7 @@ def fma_scheme(V: int, acc_t: ir.Type, b_elem: ir.Type | None = None, widen: Cal
             return b.add(b.mul(splat(b, a, V), bv), acc)
     if widen is None:
         return Scheme(V, acc_t, acc_t, acc_t, V, mac, min(64, V * 4))
-    return Scheme(V, acc_t, acc_t, b_elem, V, mac, nbytes(b_elem), widen)
+    return Scheme(V, acc_t, acc_t, b_elem, V, mac, nbytes(b_elem), widen, widen64)
 
 
 def _lane_mask(V: int, w: int) -> ir.Constant:
@@ -101,17 +104,30 @@ def micro_kernel(b: ir.IRBuilder, s: Scheme, *, steps: int, unroll: int, mr: int
         x = _load(b, ptr, vec(s.b_elem, s.b_vw), mask, b_align if mask is None else nbytes(s.b_elem))
         return x if s.widen is None else s.widen(b, x)
 
+    group = 64 // s.b_vw if s.widen64 is not None and not any(b_masks or ()) else 0  # B vectors widened at once
+
     def step(k, accs, u):
         """accs after k-step `k + u` (k an i64 value)."""
         kk = b.add(k, i64(u)) if u else k
         bo = b.mul(kk, i64(b_step) if isinstance(b_step, int) else b_step)
-        bvs = [_b_load(b.gep(b_base, [b.add(bo, i64(v * s.b_vw))], source_etype=s.b_elem),
-                       b_masks[v] if b_masks else None) for v in range(nv)]
+        ptrs = [b.gep(b_base, [b.add(bo, i64(v * s.b_vw))], source_etype=s.b_elem) for v in range(nv)]
         ao = b.mul(kk, i64(a_ks)) if a_ks != 1 else kk
+
+        def a_row(r):
+            return b.load(b.gep(a_rows[r], [ao], source_etype=s.a_elem), typ=s.a_elem, align=nbytes(s.a_elem))
         out = list(accs)
+        if group and nv >= group:  # each group used right after it is widened (few registers live), then the rest
+            avs = [a_row(r) for r in range(mr)]
+            for v0 in range(0, nv, group):
+                bvs = (s.widen64(b, _load(b, ptrs[v0], vec(s.b_elem, 64), None, nbytes(s.b_elem))) if v0 + group <= nv
+                       else [_b_load(ptrs[v], b_masks[v] if b_masks else None) for v in range(v0, nv)])
+                for r in range(mr):
+                    for v, x in enumerate(bvs, v0):
+                        out[r * nv + v] = s.mac(b, out[r * nv + v], avs[r], x)
+            return out
+        bvs = [_b_load(ptrs[v], b_masks[v] if b_masks else None) for v in range(nv)]
         for r in range(mr):
-            a = b.load(b.gep(a_rows[r], [ao], source_etype=s.a_elem), typ=s.a_elem,
-                       align=nbytes(s.a_elem))
+            a = a_row(r)
             for v in range(nv):
                 out[r * nv + v] = s.mac(b, out[r * nv + v], a, bvs[v])
         return out
@@ -278,6 +294,10 @@ def stream_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, chun
 
 
 ROWDOT_ACCS = 16  # accumulator vectors of a few-row dot with a transposed B (rows of W per block: this // M, at most 8)
+# The shortest rows (K) a one-row dot with a transposed B widens 64 elements at a time (Scheme.widen64); more rows of A
+# keep one vector at a time (too many registers). One-off, FP8 M = 1 against w.T, K = N = 4096: whole-row k blocks
+# 1.1-1.2x faster on 1 and 2 threads, DeepSeek's 128-deep blocks 1.25-1.3x slower
+ROWDOT_GROUP_K = 256
 
 
 def rowdot_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, K: int, a_ptr: ir.Value, a_rs, w_ptr: ir.Value,
@@ -302,6 +322,9 @@ def rowdot_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, K: int, a_ptr: i
     def load(ptr, elem, mask):
         return _load(b, ptr, vec(elem, V), mask, nbytes(elem))
 
+    def load64(ptr):
+        return _load(b, ptr, vec(s.b_elem, 64), None, nbytes(s.b_elem))
+
     def block(n0, r: int, edge: bool) -> None:
         """C[:, n0 : n0 + r] from rows n0 .. n0 + r - 1 of W."""
         w_rows = [b.gep(w_ptr, [b.mul(b.add(n0, i64(j)), w_rs)], source_etype=s.b_elem) for j in range(r)]
@@ -315,12 +338,24 @@ def rowdot_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, K: int, a_ptr: i
                 for j in range(r):
                     out[m * r + j] = mac(out[m * r + j], x, ws[j])
             return out
+
+        def step64(k, accs):  # 64 elements of each row widened at once (s.widen64; M == 1), one row after another
+            xs = [load(b.gep(a_rows[0], [b.add(k, i64(u * V))], source_etype=s.a_elem), s.a_elem, None)
+                  for u in range(64 // V)]
+            out = list(accs)
+            for j, w in enumerate(w_rows):
+                for x, wv in zip(xs, s.widen64(b, load64(b.gep(w, [k], source_etype=s.b_elem)))):
+                    out[j] = mac(out[j], x, wv)
+            return out
         accs = [ir.Constant(vt, None)] * (M * r)
         if edge:  # every vector under the mask of the columns before `cols`
             accs = _loop_carried(b, i64(0), -(-K // V), V, accs, lambda k, a: step(k, a, b.icmp_signed(
                 "<", b.add(splat(b, k, V), lanes), splat(b, cols, V))))
         else:
-            accs = _loop_carried(b, i64(0), K // V, V, accs, lambda k, a: step(k, a, None))
+            done = K - K % 64 if s.widen64 is not None and M == 1 and K >= ROWDOT_GROUP_K else 0
+            if done:
+                accs = _loop_carried(b, i64(0), done // 64, 64, accs, step64)
+            accs = _loop_carried(b, i64(done), (K - done) // V, V, accs, lambda k, a: step(k, a, None))
             if K % V:
                 accs = step(i64(K - K % V), accs, _lane_mask(V, K % V))
         for m in range(M):

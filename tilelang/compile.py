@@ -42,10 +42,11 @@ def current_target() -> Target:
 
 
 def codegen_options(target: Target) -> dict:
-    """What the lowering may use: the dot path knob and the matrix units the OS lets us use."""
+    """What the lowering may use: the dot path knob, the matrix units the OS lets us use, and the vector
+    extensions some lowerings have a faster form for."""
     import csrc
     return {"dot": config.knobs.dot, "amx": target.amx and csrc.request_amx(), "avx512bf16": target.avx512bf16,
-            "vector_bytes": target.vector_bytes}
+            "avx512vbmi": "+avx512vbmi" in target.features.split(","), "vector_bytes": target.vector_bytes}
 
 
 def cache_key(kernel: Kernel, target: Target) -> str:

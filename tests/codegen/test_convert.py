@@ -9,9 +9,12 @@ import functools
 
 import numpy as np
 import pytest
+from llvmlite import ir
 
 from codegen import convert, interpret
 from codegen import dtypes as dt
+from codegen.llvm_util import concat
+from codegen.target import host_target
 from tests.codegen.llvm_harness import LIBCALL, TYPES, compile_map, portable_asm, random_f32
 
 FP8 = {"e4m3fn": "float8_e4m3fn", "e5m2": "float8_e5m2"}
@@ -213,6 +216,25 @@ def test_named_entry_points():
     for emit, src, dst, saturate in cases:
         x = fp8_edge_inputs("e5m2") if src == "float32" else all_patterns(src)
         assert_same_bits(x, compile_map(emit, src, dst, width=1)(x), ref_cast(x, dst, saturate))
+
+
+HAS_VBMI = "+avx512vbmi" in host_target().features.split(",")
+
+
+@pytest.mark.skipif(not HAS_VBMI, reason="the host CPU has no AVX512-VBMI")
+@pytest.mark.parametrize("fmt", sorted(FP8))
+def test_fp8_lookup_matches_arithmetic(fmt):
+    """fp8_to_f32_vbmi (64 values per call, table lookups) gives fp8_to_f32's bits for every code, in order."""
+    src = FP8[fmt]
+
+    def emit(b, x):
+        if not isinstance(x.type, ir.VectorType):  # (the harness's scalar tail)
+            return convert.fp8_to_f32(b, x, fmt)
+        return concat(b, convert.fp8_to_f32_vbmi(b, x, fmt))
+    x = np.concatenate([all_patterns(src), all_patterns(src)[::-1], all_patterns(src)[::7]])
+    assert_same_bits(x, compile_map(emit, src, "float32", width=64)(x), ref_cast(x, "float32"))
+    with pytest.raises(TypeError, match="<64 x i8>"):
+        compile_map(lambda b, x: convert.fp8_to_f32_vbmi(b, x, fmt)[0], src, "float32", width=16)
 
 
 # ---- ints and bools ---------------------------------------------------------------------------

@@ -112,6 +112,17 @@ STREAM_EDGES = textwrap.dedent('''
                     np.testing.assert_allclose(c, a.astype(np.float32) @ b.astype(np.float32), rtol=1e-5,
                                                atol=2e-6 * k)
                     runs += 1
+    # FP8 B (widened 64 elements at a time on AVX512-VBMI): the same edges, tensor scales of one
+    one = np.ones((1, 1), np.float32)
+    for m, n, k, bn, bk in ((1, 1100, 700, 512, 256), (4, 37, 513, 64, 256), (1, 100, 300, 64, 300)):
+        for side in ("after", "before"):
+            for transposed in (False, True):
+                d = dt.float8_e4m3fn.np
+                a = fill(guarded((m, k), d, side), rng)
+                b = fill(guarded((n, k), d, side), rng).T if transposed else fill(guarded((k, n), d, side), rng)
+                c = ops.scaled_matmul(a, b, one, one, config={"BM": m, "BN": bn, "BK": bk})
+                np.testing.assert_allclose(c, a.astype(np.float32) @ b.astype(np.float32), rtol=1e-5, atol=2e-6 * k)
+                runs += 1
     print(json.dumps({"runs": runs}))
 ''')
 
@@ -119,9 +130,9 @@ STREAM_EDGES = textwrap.dedent('''
 def test_streamed_edge_tiles_read_nothing_past_b():
     """A few-row product's column tile past the last column of B streams the columns inside B under lane masks
     (codegen.dot_kernel.stream_loops), and with B = w.T the tiles past w's rows and columns are skipped or masked
-    (rowdot_loops): right results, and no read past the guard pages of B or w."""
+    (rowdot_loops), FP8 B too: right results, and no read past the guard pages of B or w."""
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-c", STREAM_EDGES], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, f"streamed edge tiles failed (signal/exit {proc.returncode}):\n{proc.stderr[-3000:]}"
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["runs"] == 36
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["runs"] == 48
