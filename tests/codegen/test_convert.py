@@ -224,7 +224,7 @@ HAS_VBMI = "+avx512vbmi" in host_target().features.split(",")
 @pytest.mark.skipif(not HAS_VBMI, reason="the host CPU has no AVX512-VBMI")
 @pytest.mark.parametrize("fmt", sorted(FP8))
 def test_fp8_lookup_matches_arithmetic(fmt):
-    """fp8_to_f32_vbmi (64 values per call, table lookups) gives fp8_to_f32's bits for every code, in order."""
+    """fp8_to_f32_vbmi (64 values per call, table lookups) gives ml_dtypes' bits (as fp8_to_f32 does) for every code."""
     src = FP8[fmt]
 
     def emit(b, x):
