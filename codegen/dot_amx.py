@@ -37,7 +37,7 @@ from codegen.dot_pack import (
     zero_rows,
 )
 from codegen.ir import Node
-from codegen.llvm_util import I8, I16, I32, I64, for_range, i64, intrinsic, reg_type, vec
+from codegen.llvm_util import I8, I16, I32, I64, for_range, i64, intrinsic, prefetch, reg_type, vec
 from codegen.tiles import Buf
 
 TILE_ROWS, TILE_BYTES = 16, 64
@@ -197,8 +197,7 @@ class Ahead:
                 off = b.mul(b.urem(line, i64(run_lines)), i64(64))
                 if self.runs > 1:
                     off = b.add(off, b.mul(b.udiv(line, i64(run_lines)), self.stride))
-                intrinsic(b, "llvm.prefetch.p0", VOID, [b.gep(self.base, [off], source_etype=I8),
-                                                        ir.Constant(I32, 0), ir.Constant(I32, 2), ir.Constant(I32, 1)])
+                prefetch(b, b.gep(self.base, [off], source_etype=I8), 2)
 
 
 def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, bt: BTiles, c_ptr, c_ld: int,

@@ -25,7 +25,20 @@ from typing import Callable
 
 from llvmlite import ir
 
-from codegen.llvm_util import I1, I64, fmuladd, for_range, i64, iota, masked_load, masked_store, nbytes, splat, vec
+from codegen.llvm_util import (
+    I1,
+    I64,
+    fmuladd,
+    for_range,
+    i64,
+    iota,
+    masked_load,
+    masked_store,
+    nbytes,
+    prefetch,
+    splat,
+    vec,
+)
 from codegen.scalar_ops import hreduce
 
 
@@ -326,10 +339,17 @@ def rowdot_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, K: int, a_ptr: i
         return _load(b, ptr, vec(s.b_elem, 64), None, nbytes(s.b_elem))
 
     def block(n0, r: int, edge: bool) -> None:
-        """C[:, n0 : n0 + r] from rows n0 .. n0 + r - 1 of W."""
+        """C[:, n0 : n0 + r] from rows n0 .. n0 + r - 1 of W; the same columns of the next block's rows prefetched
+        meanwhile (each row of W is a short run of its own, which the hardware prefetchers pick up late)."""
         w_rows = [b.gep(w_ptr, [b.mul(b.add(n0, i64(j)), w_rs)], source_etype=s.b_elem) for j in range(r)]
+        next_rows = [b.gep(w, [b.mul(w_rs, i64(r))], source_etype=s.b_elem) for w in w_rows]
+
+        def ahead(k):
+            for w in next_rows:
+                prefetch(b, b.gep(w, [k], source_etype=s.b_elem))
 
         def step(k, accs, mask):
+            ahead(k)
             ws = [load(b.gep(w, [k], source_etype=s.b_elem), s.b_elem, mask) for w in w_rows]
             ws = ws if s.widen is None else [s.widen(b, w) for w in ws]
             out = list(accs)
@@ -340,6 +360,7 @@ def rowdot_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, K: int, a_ptr: i
             return out
 
         def step64(k, accs):  # 64 elements of each row widened at once (s.widen64; M == 1), one row after another
+            ahead(k)
             xs = [load(b.gep(a_rows[0], [b.add(k, i64(u * V))], source_etype=s.a_elem), s.a_elem, None)
                   for u in range(64 // V)]
             out = list(accs)

@@ -151,6 +151,14 @@ def intrinsic(b: ir.IRBuilder, name: str, ret: ir.Type, args: list[ir.Value]) ->
     return b.call(fn, args)
 
 
+def prefetch(b: ir.IRBuilder, ptr: ir.Value, locality: int = 3) -> None:
+    """A read prefetch of the cache line at `ptr` (locality 3: into L1, 2: L2); it never faults, so `ptr` may lie
+    past the data (LLVM: prefetches do not change the program's behaviour)."""
+    i32 = ir.IntType(32)
+    intrinsic(b, "llvm.prefetch.p0", ir.VoidType(), [ptr, ir.Constant(i32, 0), ir.Constant(i32, locality),
+                                                     ir.Constant(i32, 1)])
+
+
 def suffix(t: ir.Type) -> str:
     if isinstance(t, ir.VectorType):
         return f"v{t.count}{suffix(t.element)}"
