@@ -65,7 +65,7 @@ FP8 = {
     "e5m2": _Format(5, 2, 15, max_code=0x7B, inf_code=0x7C, nan_code=0x7E, nan_canonical=True),
 }
 
-_FP8_DTYPES = {"float8_e4m3fn": "e4m3fn", "float8_e5m2": "e5m2"}
+FP8_DTYPES = {"float8_e4m3fn": "e4m3fn", "float8_e5m2": "e5m2"}  # dtype name -> format
 _INT_BITS = {"int8": 8, "int32": 32, "int64": 64}
 
 
@@ -298,7 +298,7 @@ def _to_f32(b: ir.IRBuilder, x: ir.Value, src: str) -> ir.Value:
         return f16_to_f32(b, x)
     if src == "bfloat16":
         return bf16_to_f32(b, x)
-    return fp8_to_f32(b, x, _FP8_DTYPES[src])
+    return fp8_to_f32(b, x, FP8_DTYPES[src])
 
 
 def _from_f32(b: ir.IRBuilder, x: ir.Value, dst: str, saturate: bool, fast: bool = False,
@@ -309,7 +309,7 @@ def _from_f32(b: ir.IRBuilder, x: ir.Value, dst: str, saturate: bool, fast: bool
         return f32_to_f16(b, x)
     if dst == "bfloat16":
         return f32_to_bf16_fast(b, x, avx512bf16) if fast else f32_to_bf16(b, x)
-    return f32_to_fp8(b, x, _FP8_DTYPES[dst], saturate)
+    return f32_to_fp8(b, x, FP8_DTYPES[dst], saturate)
 
 
 def _f32_to_int(b: ir.IRBuilder, x: ir.Value, width: int) -> ir.Value:
@@ -332,7 +332,7 @@ def _nonzero(b: ir.IRBuilder, x: ir.Value, src: str) -> ir.Value:
         return b.fcmp_unordered("!=", x, const_like(x, F32, 0.0))
     if src in ("float16", "bfloat16"):
         x = b.and_(x, const_like(x, I16, 0x7FFF))
-    elif src in _FP8_DTYPES:
+    elif src in FP8_DTYPES:
         x = b.and_(x, const_like(x, I8, 0x7F))
     return b.icmp_unsigned("!=", x, ir.Constant(x.type, 0))
 

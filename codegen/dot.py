@@ -219,14 +219,11 @@ def _widening(fl, scheme: Scheme, src: dt.DType, out: dt.DType, cvt) -> Scheme:
     AVX512-VBMI also 64 elements at a time by table lookup (`convert.fp8_to_f32_vbmi`), where B's layout allows."""
     if src == out:
         return scheme
-    widen64 = None
-    if src in FP8_FORMATS and out == dt.float32 and scheme.V == 16 and (fl.options or {}).get("avx512vbmi"):
+    widen64, fmt = None, convert.FP8_DTYPES.get(src.name)
+    if fmt and out == dt.float32 and scheme.V == 16 and (fl.options or {}).get("avx512vbmi"):
         def widen64(b_, x):
-            return convert.fp8_to_f32_vbmi(b_, x, FP8_FORMATS[src])
+            return convert.fp8_to_f32_vbmi(b_, x, fmt)
     return fma_scheme(scheme.V, scheme.acc_t, reg_type(src), lambda b_, x: cvt(x), widen64)
-
-
-FP8_FORMATS = {dt.float8_e4m3fn: "e4m3fn", dt.float8_e5m2: "e5m2"}
 
 
 def _panels_b(fl, pan: Panels, Bp, out: dt.DType, acc_t, *, K: int, V: int, NV: int):

@@ -307,10 +307,6 @@ def stream_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, chun
 
 
 ROWDOT_ACCS = 16  # accumulator vectors of a few-row dot with a transposed B (rows of W per block: this // M, at most 8)
-# The shortest rows (K) a one-row dot with a transposed B widens 64 elements at a time (Scheme.widen64); more rows of A
-# keep one vector at a time (too many registers). One-off, FP8 M = 1 against w.T, K = N = 4096: whole-row k blocks
-# 1.1-1.2x faster on 1 and 2 threads, DeepSeek's 128-deep blocks 1.25-1.3x slower
-ROWDOT_GROUP_K = 256
 
 
 def rowdot_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, K: int, a_ptr: ir.Value, a_rs, w_ptr: ir.Value,
@@ -373,7 +369,7 @@ def rowdot_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, K: int, a_ptr: i
             accs = _loop_carried(b, i64(0), -(-K // V), V, accs, lambda k, a: step(k, a, b.icmp_signed(
                 "<", b.add(splat(b, k, V), lanes), splat(b, cols, V))))
         else:
-            done = K - K % 64 if s.widen64 is not None and M == 1 and K >= ROWDOT_GROUP_K else 0
+            done = K - K % 64 if s.widen64 is not None and M == 1 else 0  # (more rows of A: too many registers)
             if done:
                 accs = _loop_carried(b, i64(0), done // 64, 64, accs, step64)
             accs = _loop_carried(b, i64(done), (K - done) // V, V, accs, lambda k, a: step(k, a, None))

@@ -8,6 +8,7 @@ consumer; values used twice, used inside a nested loop, reduced or multiplied ar
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -239,11 +240,10 @@ class FunctionLowering:
                     loads = frozenset().union(*(self.loads.get(v, ()) for v in n.srcs if isinstance(self.env.get(v), Lazy)))
                     self.loads[n.result] = loads | {n} if n.op == Op.LOAD else loads
 
+    @functools.cached_property
     def _dot_b_operands(self) -> set[Value]:
         """The B operands of the kernel's DOTs."""
-        if not hasattr(self, "_dot_bs"):
-            self._dot_bs = {m.srcs[1] for m in walk(self.kernel.body) if m.op == Op.DOT}
-        return self._dot_bs
+        return {m.srcs[1] for m in walk(self.kernel.body) if m.op == Op.DOT}
 
     def _written(self, n: Node) -> set[int]:
         """The array parameters node `n` stores into: a STORE's, those of the STOREs in its regions, and those
@@ -501,7 +501,7 @@ class FunctionLowering:
 
     def op_transpose(self, n: Node) -> None:
         src = self.tile(n.srcs[0])
-        if not (self.uses[n.result] == 1 and n.result in self._dot_b_operands()):
+        if not (self.uses[n.result] == 1 and n.result in self._dot_b_operands):
             src = self.materialize(src, loc=n.loc)
         # else only a dot's B: every dot path reads the untransposed tile itself (dot_pack.source_of, with_loader),
         # in place, and a copy of it (a few-row dot's whole rows of w in x @ w.T) would be work and buffer for nothing
