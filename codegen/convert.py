@@ -206,6 +206,17 @@ def f32_to_bf16_fast(b: ir.IRBuilder, x: ir.Value, avx512bf16: bool = False) -> 
     return b.trunc(code, like(x, I16))
 
 
+def bf16_fast_differs(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """<16 x i1> lanes of a <16 x float> where `f32_to_bf16_fast(x)` may differ from `f32_to_bf16(x)`: NaN and
+    subnormal inputs, by one AVX512-DQ vfpclassps (`llvm.is.fpclass` is expanded to integer compares here)."""
+    _expect(x, F32, "bf16_fast_differs")
+    if x.type != ir.VectorType(F32, 16):
+        raise TypeError(f"bf16_fast_differs takes <16 x float>, got {x.type}")
+    nan_or_subnormal = 0x01 | 0x20 | 0x80  # vfpclassps classes: quiet NaN, denormal, signaling NaN
+    return intrinsic(b, "llvm.x86.avx512.fpclass.ps.512", ir.VectorType(ir.IntType(1), 16),
+                     [x, ir.Constant(I32, nan_or_subnormal)])
+
+
 def bf16_to_f32(b: ir.IRBuilder, bits: ir.Value) -> ir.Value:
     """bfloat16 bits (i16) -> float, exact (NaN payload kept)."""
     _expect(bits, I16, "bf16_to_f32")

@@ -84,19 +84,21 @@ def _host():
 
 
 def lower_dot(fl, n: Node, a, acc: Buf | None, fresh: ir.Value | None = None,
-              direct: tuple | None = None) -> tuple[Buf, bool]:
+              direct: tuple | None = None, epilogue=None) -> tuple[Buf | None, bool]:
     """The DOT node `n` (A tile `a`) into `acc` (or a new buffer): (the result, whether it went to `direct`).
     AMX only (codegen.lower gives them to no other path): `fresh` (i1, with `acc`): acc holds no value yet and
     the product starts from zero (the first iteration of a k loop whose accumulator starts as zeros). `direct`
     (ptr, row stride, i1, cvt): where the result is stored when the i1 holds (the last iteration of such a loop,
     whose result is stored into an array), instead of `acc`; False when it leaves the store to its caller. `cvt`
-    is None (a float32 array) or (convert(builder, float32 vector) -> memory form, element type) for an array
-    the result is converted into."""
+    is None (a float32 array) or (convert(builder, float32 vector) -> memory form, element type, a faster
+    conversion or None: see codegen.lower) for an array the result is converted into. `epilogue` (AMX, whole tiles, no
+    `acc`): called on each 32 x 32 block of the result instead of storing it (see dot_amx.amx_loops); the result
+    is then (None, True)."""
     path = choose_path(fl.options or {}, n.srcs[0].dtype, n.srcs[0].shape[0])
     if path == "amx":
         from codegen.dot_amx import lower_dot_amx
-        return lower_dot_amx(fl, n, a, acc, fresh, direct)
-    assert fresh is None and direct is None, "a k loop's first and last dots are special on AMX only"
+        return lower_dot_amx(fl, n, a, acc, fresh, direct, epilogue)
+    assert fresh is None and direct is None and epilogue is None, "special dots are lowered on AMX only"
     if path == "bf16":
         from codegen.dot_bf16 import lower_dot_bf16
         return lower_dot_bf16(fl, n, a, acc), False

@@ -37,7 +37,7 @@ from codegen.dot_pack import (
     zero_rows,
 )
 from codegen.ir import Node
-from codegen.llvm_util import I8, I16, I32, I64, for_range, i64, intrinsic, prefetch, reg_type, vec
+from codegen.llvm_util import F32, I8, I16, I32, I64, alloca, for_range, i64, intrinsic, prefetch, reg_type, vec
 from codegen.tiles import Buf
 
 TILE_ROWS, TILE_BYTES = 16, 64
@@ -86,8 +86,9 @@ def bf16_bits(b, x):
 
 
 def lower_dot_amx(fl, n: Node, a, acc: Buf | None, fresh: ir.Value | None = None,
-                  direct: tuple | None = None) -> tuple[Buf, bool]:
-    """codegen.dot.lower_dot on AMX: `direct` is taken where C has whole tiles."""
+                  direct: tuple | None = None, epilogue=None) -> tuple[Buf | None, bool]:
+    """codegen.dot.lower_dot on AMX: `direct` is taken where C has whole tiles; so is `epilogue`, which C must
+    have."""
     (M, K), N = n.srcs[0].shape, n.result.shape[1]
     din, out = n.srcs[0].dtype, n.result.dtype
     b = fl.b
@@ -121,6 +122,12 @@ def lower_dot_amx(fl, n: Node, a, acc: Buf | None, fresh: ir.Value | None = None
         bt = BTiles(Bp, CB, i64(lay.block_base(1)), i64(CB * G), i64(lay.width(lay.blocks - 1) * G))
     # ---- C: in place when whole tiles, else a padded scratch added in afterwards
     whole = M % 16 == 0 and N % 16 == 0
+    if epilogue is not None:  # each block's tiles from zero, through a 4 KiB scratch, to the epilogue
+        assert whole and acc is None and direct is None, "a dot's epilogue takes a fresh product of whole tiles"
+        scratch = fl.alloca((32 * 32,), out, n.loc, counted=False).ptr
+        amx_loops(b, Mp=Mp, Np=Np, Kp=Kp, int8=int8, a_ptr=a_ptr, a_stride=a_stride, bt=bt, c_ptr=scratch,
+                  c_ld=N, c_init=False, acc_t=acc_t, ahead=a_ahead + b_ahead, c_scratch=scratch, epilogue=epilogue)
+        return None, True
     if whole:
         C = acc if acc is not None else fl.alloca((M, N), out, n.loc)
         c_ptr, c_ld, c_init = C.ptr, N, acc is not None
@@ -202,12 +209,15 @@ class Ahead:
 
 def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, bt: BTiles, c_ptr, c_ld: int,
               c_init: bool, acc_t, ahead: tuple[Ahead, ...] = (), c_fresh: ir.Value | None = None,
-              c_out: tuple | None = None, c_scratch: ir.Value | None = None) -> None:
+              c_out: tuple | None = None, c_scratch: ir.Value | None = None, epilogue=None) -> None:
     """C[Mp, Np] (row stride c_ld; loaded first when c_init, else zero) += A @ B over 2 x 2 tile blocks:
     A at a_ptr (bytes, row stride a_stride), B's tiles where `bt` says; `ahead` prefetched meanwhile.
     `c_fresh` (i1, with c_init): C holds no value yet, the tiles start at zero instead. `c_out` (ptr, row stride
     in elements, i1, cvt): where the result tiles go instead of C when the i1 holds; with a `cvt` (see
-    codegen.dot.lower_dot) each block's tiles go through `c_scratch` (32 x 32 float32), converted from there."""
+    codegen.dot.lower_dot) each block's tiles go through `c_scratch` (32 x 32 float32), converted from there.
+    `epilogue(b, tiles, i0, j0)` instead of any of that: each block's tiles (from zero) are stored to `c_scratch`
+    and it is called with their pointers (tiles[r][c]: 16 x 16 float32, rows 64 bytes apart) and the block's
+    corner in C."""
     G = 4 if int8 else 2
     KS = TILE_BYTES // (1 if int8 else 2)
     et = I8 if int8 else I16
@@ -278,6 +288,13 @@ def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, bt: 
             for r in range(mt):
                 for c in range(nt):
                     tile_store(b, ctiles[r][c], ptrs[r][c], stride)
+        # tile (r, c) at a compact 1 KiB of the scratch (in L1)
+        sptr = None if c_scratch is None else [[b.gep(c_scratch, [i64((2 * r + c) * 256)], source_etype=acc_t)
+                                                for c in range(nt)] for r in range(mt)]
+        if epilogue is not None:
+            store(sptr, i64(64))
+            epilogue(b, sptr, i0, j0)
+            return
         if c_out is None:
             store(cptr, c_stride)
             return
@@ -289,18 +306,9 @@ def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, bt: 
             with direct:
                 if cvt is None:
                     store(optr, b.mul(rs, i64(4)))
-                else:  # each tile through a compact 1 KiB of L1, converted row by row into C
-                    sptr = [[b.gep(c_scratch, [i64((2 * r + c) * 256)], source_etype=acc_t) for c in range(nt)]
-                            for r in range(mt)]
+                else:  # each tile through the scratch, converted row by row into C
                     store(sptr, i64(64))
-                    vt = vec(acc_t, 16)
-                    with for_range(b, 0, 16, 1, "amx.cv") as row:
-                        for r in range(mt):
-                            for c in range(nt):
-                                x = b.load(b.gep(sptr[r][c], [b.mul(row, i64(16))], source_etype=acc_t), typ=vt,
-                                           align=64)
-                                b.store(cvt[0](b, x), b.gep(optr[r][c], [b.mul(row, rs)], source_etype=elem),
-                                        align=1)
+                    convert_block(b, sptr, optr, rs, elem, cvt, mt, nt)
             with into_c:
                 store(cptr, c_stride)
 
@@ -319,6 +327,42 @@ def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, bt: 
     if rem:
         cols(i64(full * 32), 1)
     intrinsic(b, "llvm.x86.tilerelease", VOID, [])
+
+
+def convert_block(b, sptr, optr, rs, elem, cvt, mt: int, nt: int) -> None:
+    """The float32 16 x 16 tiles at sptr[r][c] (rows 64 bytes apart) converted by cvt[0] into C's tiles at optr[r][c]
+    (rows `rs` elements of type `elem` apart). With a cheaper conversion cvt[2] = (fast, differs) (see
+    codegen.lower.FunctionLowering._fast_bf16), the block goes through `fast`, and once more through cvt[0] only
+    when `differs` flags a value of it (NaN, subnormal: rare in a product)."""
+    vt = vec(F32, 16)
+
+    def row(conv, i, differs=None):
+        """Convert row i of every tile; with `differs`, its lanes or-ed over the row (i16), tested before each
+        store so that the loaded values need not outlive it."""
+        flags = None
+        for r in range(mt):
+            for c in range(nt):
+                x = b.load(b.gep(sptr[r][c], [b.mul(i, i64(16))], source_etype=F32), typ=vt, align=64)
+                if differs is not None:
+                    d = b.bitcast(differs(b, x), I16)
+                    flags = d if flags is None else b.or_(flags, d)
+                b.store(conv(b, x), b.gep(optr[r][c], [b.mul(i, rs)], source_etype=elem), align=1)
+        return flags
+
+    def exact():
+        with for_range(b, 0, 16, 1, "amx.cv") as i:
+            row(cvt[0], i)
+    if cvt[2] is None:
+        exact()
+        return
+    fast, differs = cvt[2]
+    with b.goto_entry_block():
+        slot = alloca(b, I16)  # the lanes flagged so far (a loop-carried register once promoted)
+    b.store(ir.Constant(I16, 0), slot)
+    with for_range(b, 0, 16, 1, "amx.cf") as i:
+        b.store(b.or_(b.load(slot, typ=I16), row(fast, i, differs)), slot)
+    with b.if_then(b.icmp_unsigned("!=", b.load(slot, typ=I16), ir.Constant(I16, 0)), likely=False):
+        exact()
 
 
 A_IN_PLACE_STRIDE = 1024  # bytes: A rows further apart are packed (4 KiB apart they measured 0.77x packed)

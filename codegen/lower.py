@@ -129,6 +129,8 @@ class FunctionLowering:
         self.loads: dict[Value, frozenset[Node]] = {}  # lazy tiles -> the LOAD nodes they are computed from
         self.direct: dict[Value, tuple[StoreTarget, ir.Value]] = {}  # DOT accumulators -> (target, i1 "last")
         self.stored: dict[Node, ir.Value] = {}  # STORE nodes -> i1: "a loop's last DOT already stored the value"
+        self.scaled: dict[Node, tuple[Node, Node, Value]] = {}  # ADD -> (DOT, MUL, acc): see _scaled_accumulations
+        self.deferred: set[Node] = set()  # the DOT and MUL nodes of those, lowered at their ADD
         self.argv: tuple[ir.Value, ir.Value, ir.Value, ir.Value] | None = None
 
     # ---- helpers ------------------------------------------------------------------------------
@@ -224,7 +226,10 @@ class FunctionLowering:
             self.result_stores[v] = (n, block.nodes[made[v] + 1:i], cast)
         last_use = {v: i for i, n in enumerate(block.nodes) for v in n.srcs}
         last_use.update(dict.fromkeys(block.yields, len(block.nodes)))
+        self._scaled_accumulations(block)
         for i, n in enumerate(block.nodes):
+            if n in self.deferred:
+                continue
             written = self._written(n)
             if written:  # a tile loaded from an array it writes, still to be read afterwards, is read now
                 self._snapshot(written, lambda v, i=i: last_use.get(v, -1) > i, n.loc)
@@ -262,7 +267,9 @@ class FunctionLowering:
 
     def lower_node(self, n: Node) -> None:
         op = n.op
-        if op in BINARY or op in COMPARE:
+        if n in self.scaled:
+            self._scaled_dot(n)
+        elif op in BINARY or op in COMPARE:
             self.env[n.result] = self.elementwise(n)
         elif op in (Op.NEG, Op.ABS, Op.NOT, Op.EXP, Op.EXP2, Op.LOG, Op.SQRT, Op.RSQRT, Op.WHERE, Op.CAST):
             self.env[n.result] = self.elementwise(n)
@@ -656,6 +663,67 @@ class FunctionLowering:
         with self.b.goto_block(self.entry):
             return [alloca(self.b, typ) for _ in range(count)]
 
+    def _scaled_accumulations(self, block: Block) -> None:
+        """Find `acc = acc + tl.dot(a, b) * f` in the loop body `block` (either operand order of the sum and the
+        product): an AMX DOT of whole tiles whose product, scaled product and carried `acc` have no other use, the
+        sum yielded back as acc, and no STORE or region between the DOT and the sum (block-scaled FP8 products:
+        each K block's product scaled before it is summed). The DOT and MUL are then lowered at the ADD
+        (`_scaled_dot`)."""
+        carried = dict(zip(block.yields, block.args[1:]))
+        users = {v: m for m in block.nodes for v in m.srcs}  # (consulted for values used once)
+        at = {m: i for i, m in enumerate(block.nodes)}
+        for d in block.nodes:
+            if not (d.op == Op.DOT and len(d.srcs) == 2 and d.result.dtype == dt.float32 and self.uses[d.result] == 1
+                    and all(e % 16 == 0 for e in d.result.shape)
+                    and choose_path(self.options, d.srcs[0].dtype, d.srcs[0].shape[0]) == "amx"):
+                continue
+            mul = users.get(d.result)
+            if not (mul is not None and mul.op == Op.MUL and self.uses[mul.result] == 1):
+                continue
+            add = users.get(mul.result)
+            if not (add is not None and add.op == Op.ADD):
+                continue
+            acc = add.srcs[1] if add.srcs[0] is mul.result else add.srcs[0]
+            if (carried.get(add.result) is acc and self.uses[acc] == 1 and self.uses[add.result] == 1
+                    and not any(m.op == Op.STORE or m.regions for m in block.nodes[at[d]:at[add]])):
+                self.scaled[add] = (d, mul, acc)
+                self.deferred |= {d, mul}
+
+    def _scaled_dot(self, add: Node) -> None:
+        """`acc + tl.dot(a, b) * f` (see _scaled_accumulations): the AMX dot scales each 32 x 32 block of its product
+        and adds it into acc straight from the 4 KiB of L1 it stores the block to, with the MUL and ADD's own
+        arithmetic (the same bits), instead of storing the whole product for an elementwise pass to read back
+        (DeepSeek-scaled FP8, n = 2048, one-off: see README)."""
+        d, mul, acc_v = self.scaled[add]
+        acc = self.tile(acc_v)
+        assert isinstance(acc, Buf), "a loop's carried tile is a buffer"
+        dot_first = mul.srcs[0] is d.result
+        factor = self.tile(mul.srcs[1] if dot_first else mul.srcs[0])
+
+        def epilogue(b, tiles, i0, j0):
+            with for_range(b, 0, 16, 1, "amx.sa") as row:
+                for r, tile_row in enumerate(tiles):
+                    idx = [b.add(i0, b.add(row, i64(16 * r)))]
+                    for c, tile in enumerate(tile_row):
+                        col = b.add(j0, i64(16 * c))
+                        x = b.load(b.gep(tile, [b.mul(row, i64(16))], source_etype=F32), typ=ir.VectorType(F32, 16),
+                                   align=64)
+                        f = factor.emit(b, idx, col, 16)
+                        t = self.scalar_op(b, mul, [x, f] if dot_first else [f, x])
+                        y = acc.emit(b, idx, col, 16)
+                        acc.put(b, idx, col, self.scalar_op(b, add, [y, t] if add.srcs[0] is acc_v else [t, y]))
+        lower_dot(self, d, self.tile(d.srcs[0]), None, epilogue=epilogue)
+        self.env[add.result] = acc
+
+    def _fast_bf16(self, cast: Node) -> tuple | None:
+        """For the exact float32 -> bfloat16 CAST `cast` on a target with vcvtneps2bf16: (that conversion, the
+        lanes where it may differ from the exact one), which the AMX dot's converted store takes for whole blocks
+        of C, converting exactly only blocks that hold such a value; else None."""
+        if not (not cast.arg and cast.srcs[0].dtype == dt.float32 and cast.result.dtype == dt.bfloat16
+                and self.options.get("avx512bf16")):
+            return None
+        return (lambda b, x: convert.f32_to_bf16_fast(b, x, True)), convert.bf16_fast_differs
+
     def _outer_loops(self, shape, body, idx=()):
         if not shape:
             body(list(idx))
@@ -679,7 +747,7 @@ class FunctionLowering:
 
             def convert(b, x):
                 return to_mem(b, self.scalar_op(b, cast, [x]), cast.result.dtype)
-            cvt = None if cast is None else (convert, mem_type(cast.result.dtype))
+            cvt = None if cast is None else (convert, mem_type(cast.result.dtype), self._fast_bf16(cast))
             into = (target.ptr, target.row_stride, self.b.and_(target.inside, last), cvt)
         self.env[n.result], stored = lower_dot(self, n, a, acc, fresh, into)
         if stored:

@@ -7,11 +7,13 @@ from codegen import dtypes as dt
 
 
 def as_array(x, name: str) -> np.ndarray:
+    """An op's array argument as a NumPy array (`tilelang.jit.as_array`), copied where its strides are not whole
+    elements."""
     if isinstance(x, np.ndarray):
-        return x
+        return element_strided(x)
     if hasattr(x, "__dlpack__") or hasattr(x, "__array__"):
         from tilelang.jit import as_array as _as
-        return _as(x, name)
+        return element_strided(_as(x, name))
     raise TypeError(f"{name} must be an array, got {type(x).__name__}")
 
 
@@ -40,6 +42,14 @@ def check_out(out, shape: tuple, dtype: np.dtype, name: str = "out") -> np.ndarr
 def overlaps(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether a and b share an element (the cheap bounds check first: disjoint buffers skip the exact one)."""
     return a.size > 0 and b.size > 0 and np.may_share_memory(a, b) and np.shares_memory(a, b)
+
+
+def element_strided(x: np.ndarray) -> np.ndarray:
+    """x itself when its strides are whole elements (the kernels index by elements), else a contiguous copy
+    (a view of bytes, e.g. float32 rows 133 bytes apart)."""
+    if x.flags.aligned and x.dtype.alignment == x.itemsize:  # (the common case, cheaply)
+        return x
+    return x if all(s % x.itemsize == 0 for s in x.strides) else np.ascontiguousarray(x)
 
 
 def unit(x: np.ndarray) -> np.ndarray:

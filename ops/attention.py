@@ -194,8 +194,9 @@ def ref_attention(q, k, v, *, causal=False, scale=None, mask=None, enable_gqa=Fa
     if enable_gqa and q.ndim >= 3 and k.ndim >= 3 and q.shape[-3] != k.shape[-3]:
         rep = q.shape[-3] // k.shape[-3]
         k, v = np.repeat(k, rep, axis=-3), np.repeat(v, rep, axis=-3)
-    scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
-    s = np.matmul(q, np.swapaxes(k, -1, -2)) * scale
+    if scale is None:
+        scale = 1.0 / math.sqrt(D) if D else 1.0  # (as the op: D = 0 scores 0)
+    s = np.matmul(q, np.swapaxes(k, -1, -2)) * float(scale)
     allowed = np.ones((Sq, Sk), bool)
     if causal:
         allowed = np.tril(allowed)
@@ -207,7 +208,7 @@ def ref_attention(q, k, v, *, causal=False, scale=None, mask=None, enable_gqa=Fa
             s = s + mask.astype(np.float64)
     s = np.where(allowed, s, -np.inf)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        m = np.max(s, axis=-1, keepdims=True)
+        m = np.max(s, axis=-1, keepdims=True, initial=-np.inf)  # (no keys: -inf, a fully masked row)
         dead = np.isneginf(m)
         e = np.exp(s - np.where(dead, 0.0, m))
         total = e.sum(axis=-1, keepdims=True)
@@ -368,6 +369,8 @@ def _plan(q, k, v, causal, scale, mask, enable_gqa) -> _Plan:
     mode, mview = 0, None
     if mask is not None:
         mask = as_array(mask, "mask")
+        if mask.dtype.kind == "f" and not mask.dtype.isnative:  # big-endian: a native copy
+            mask = mask.astype(mask.dtype.newbyteorder("="))
         if mask.dtype == np.bool_:
             mode = 1
         elif mask.dtype == np.float64:

@@ -222,7 +222,9 @@ def _row_axis(q_shape: tuple, s_shape: tuple, axis) -> int:
         if tuple(s_shape) != want:
             raise ValueError(f"row scales along axis {ax} of a {q_shape} array have shape {want}, got {s_shape}")
         return ax
-    if len(s_shape) != len(q_shape) or len(q_shape) == 0:
+    if len(q_shape) == 0:
+        raise ValueError("row scales need q of at least one dimension, got a 0-d array")
+    if len(s_shape) != len(q_shape):
         raise ValueError(f"row scales of a {q_shape} array keep its dims (e.g. {q_shape[:-1] + (1,)}), got {s_shape}")
     diff = [d for d, (a, b) in enumerate(zip(q_shape, s_shape)) if a != b]
     if len(diff) > 1 or any(s_shape[d] != 1 for d in diff):
@@ -244,6 +246,8 @@ def dequantize_fp8(q, scale, *, scaling: str = "tensor", block=None, out_dtype=n
     od = dt.from_numpy(out_dtype)
     if od not in FLOAT_INPUTS:
         raise TypeError(f"out_dtype must be float32, bfloat16 or float16, got {out_dtype}")
+    if isinstance(scale, (bool, np.bool_)):
+        raise TypeError("scale must be a number or an array, got bool")
     s = as_array(scale, "scale") if not isinstance(scale, (float, int, np.floating)) else np.asarray(scale, F32)
     if scaling == "mx":
         if s.dtype != E8M0:

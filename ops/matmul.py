@@ -336,6 +336,10 @@ def _launch_plan(dtype: str, a3, b3, c3, bt: bool, config: dict | None = None) -
         return True, packed_config(M, N, K, config)
     bt = {"BT": True} if bt else {}
     if config:
+        sizes = [config.get(k, 1) for k in ("BM", "BN", "BK")]
+        if (set(config) - set(SPACE) or config.get("ORDER", "ij") not in SPACE["ORDER"]
+                or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in sizes)):
+            raise ValueError(f"matmul: a config has positive int BM, BN, BK and ORDER 'ij' or 'ji', got {config}")
         return False, {**config, **bt}
     cfg = tuned_config(dtype, a3, b3, c3)
     if dot_path(dtype, min(M, cfg["BM"])) in ("fma", "portable"):
@@ -394,11 +398,13 @@ def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.
         raise TypeError(f"out_dtype must be float32 or the input dtype {a.dtype}, got {odt}")
     shape = batch + ((M,) if not vec_a else ()) + ((N,) if not vec_b else ())
     given = out is not None
-    out = check_out(out, shape, odt)
+    result = out = check_out(out, shape, odt)
     if given and (overlaps(out, a) or overlaps(out, b)):  # (a fresh out overlaps nothing)
         raise ValueError("out must not overlap the inputs")
+    if type(out) is not np.ndarray:  # a subclass (np.matrix reshapes to 2-D only) written through a plain view
+        out = out.view(np.ndarray)
     if out.size == 0:
-        return out
+        return result
     direct = out.flags.c_contiguous  # else the result goes through a contiguous temporary
     target = out.reshape(batch + (M, N)) if direct else np.empty(batch + (M, N), odt)
     a3, b3, c3 = _batched(a2, batch, (M, K)), _batched(b2, batch, (K, N)), target.reshape((-1, M, N))
@@ -413,4 +419,4 @@ def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.
         matmul_kernel(a3, b3.transpose(0, 2, 1) if cfg.get("BT") else b3, c3, **cfg)
     if not direct:
         out[...] = target.reshape(shape)
-    return out
+    return result

@@ -35,9 +35,12 @@ def _is_constexpr(annotation) -> bool:
 
 
 def as_array(x, name: str) -> np.ndarray:
-    """NumPy arrays as they are; DLPack / buffer-protocol objects (PyTorch CPU tensors) zero-copy."""
+    """NumPy arrays as they are, NumPy scalars (ml_dtypes' too) as 0-d arrays; DLPack / buffer-protocol objects
+    (PyTorch CPU tensors) zero-copy."""
     if isinstance(x, np.ndarray):
         return x
+    if isinstance(x, np.generic):  # (an ml_dtypes scalar has no buffer protocol)
+        return np.asarray(x)
     mod = type(x).__module__
     if mod.startswith("torch"):
         import torch  # only reached when the caller passed a torch tensor

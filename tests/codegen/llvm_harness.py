@@ -93,7 +93,7 @@ def build_module(emit: Callable, src: str, dst: str, width: int, name: str = "f"
     b.cbranch(b.icmp_unsigned("<", i, n_vec), vbody, thead)
     b.position_at_end(vbody)
     _apply(b, emit, src_ptr, dst_ptr, i, src, dst, width)
-    i.add_incoming(b.add(i, w), vbody)
+    i.add_incoming(b.add(i, w), b.block)  # (emit may have added blocks)
     b.branch(vhead)
 
     b.position_at_end(thead)
@@ -102,7 +102,7 @@ def build_module(emit: Callable, src: str, dst: str, width: int, name: str = "f"
     b.cbranch(b.icmp_unsigned("<", j, n), tbody, done)
     b.position_at_end(tbody)
     _apply(b, emit, src_ptr, dst_ptr, j, src, dst, None)
-    j.add_incoming(b.add(j, ir.Constant(I64, 1)), tbody)
+    j.add_incoming(b.add(j, ir.Constant(I64, 1)), b.block)
     b.branch(thead)
 
     b.position_at_end(done)

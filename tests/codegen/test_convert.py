@@ -13,7 +13,8 @@ from llvmlite import ir
 
 from codegen import convert, interpret
 from codegen import dtypes as dt
-from codegen.llvm_util import concat
+from codegen.dot_amx import convert_block
+from codegen.llvm_util import alloca, concat, i64
 from codegen.target import host_target
 from tests.codegen.llvm_harness import LIBCALL, TYPES, compile_map, portable_asm, random_f32
 
@@ -219,6 +220,7 @@ def test_named_entry_points():
 
 
 HAS_VBMI = "+avx512vbmi" in host_target().features.split(",")
+HAS_BF16_DQ = {"+avx512bf16", "+avx512dq"} <= set(host_target().features.split(","))
 
 
 @pytest.mark.skipif(not HAS_VBMI, reason="the host CPU has no AVX512-VBMI")
@@ -235,6 +237,39 @@ def test_fp8_lookup_matches_arithmetic(fmt):
     assert_same_bits(x, compile_map(emit, src, "float32", width=64)(x), ref_cast(x, "float32"))
     with pytest.raises(TypeError, match="<64 x i8>"):
         compile_map(lambda b, x: convert.fp8_to_f32_vbmi(b, x, fmt)[0], src, "float32", width=16)
+
+
+@pytest.mark.skipif(not HAS_BF16_DQ, reason="the host CPU has no AVX512-BF16 / AVX512-DQ")
+@pytest.mark.parametrize("special", [None, "subnormal", "nan", "both"])
+def test_amx_block_conversion_is_exact(special):
+    """dot_amx.convert_block converts a 32 x 32 block of float32 tiles into bfloat16 with vcvtneps2bf16, and
+    exactly again where a NaN or subnormal is in the block (vcvtneps2bf16 zeroes subnormals and keeps NaN
+    payloads): ml_dtypes' bits either way, every tile in place."""
+    def emit(b, x):
+        if not isinstance(x.type, ir.VectorType):  # (the harness's scalar tail)
+            return convert.f32_to_bf16(b, x)
+        with b.goto_entry_block():
+            scratch, out = alloca(b, x.type, align=64), alloca(b, ir.VectorType(ir.IntType(16), 1024), align=64)
+        b.store(x, scratch, align=64)
+        sptr = [[b.gep(scratch, [i64((2 * r + c) * 256)], source_etype=ir.FloatType()) for c in (0, 1)] for r in (0, 1)]
+        optr = [[b.gep(out, [i64(16 * r * 32 + 16 * c)], source_etype=ir.IntType(16)) for c in (0, 1)] for r in (0, 1)]
+        cvt = (convert.f32_to_bf16, ir.IntType(16),
+               (lambda b_, v: convert.f32_to_bf16_fast(b_, v, True), convert.bf16_fast_differs))
+        convert_block(b, sptr, optr, i64(32), ir.IntType(16), cvt, 2, 2)
+        return b.load(out, typ=ir.VectorType(ir.IntType(16), 1024), align=64)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(8 * 1024).astype(np.float32)
+    bits = x.view(np.uint32)
+    if special in ("subnormal", "both"):
+        bits[1024 + 700] = 0x0001_2345  # in block 1 (and a value vcvtneps2bf16 would make 0)
+    if special in ("nan", "both"):
+        bits[3 * 1024 + 5] = 0xFFA1_2345  # a NaN with a payload in block 3
+    tile, i, j = np.meshgrid(np.arange(4), np.arange(16), np.arange(16), indexing="ij")
+    out_index = (16 * (tile // 2) + i) * 32 + 16 * (tile % 2) + j  # where tile element (i, j) lands in the block
+    perm = np.empty(1024, np.int64)
+    perm[out_index.ravel()] = np.arange(1024)
+    src = x.reshape(8, 1024)[:, perm].reshape(-1)
+    assert_same_bits(src, compile_map(emit, "float32", "bfloat16", width=1024)(x), ref_cast(src, "bfloat16"))
 
 
 # ---- ints and bools ---------------------------------------------------------------------------

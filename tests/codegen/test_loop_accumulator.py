@@ -16,6 +16,7 @@ import tilelang as tl
 from benchmarks.kernels import matmul as mm_narrow  # a float32 accumulator stored in c's dtype
 from codegen.ir import Op
 from codegen.lower import FRESH_TRIPS
+from codegen.target import host_target
 from tests.codegen import test_dot
 from tests.codegen.test_dot import _fresh, _np, _out, _rand, check, k_loop, mm
 
@@ -203,5 +204,66 @@ def test_a_narrow_output_views(path, dtype):
     flipped = np.full((M, N), 7, _np("bfloat16"))
     kernel(a, b, flipped[::-1], BM=32, BN=32, BK=32)
     np.testing.assert_array_equal(flipped[::-1].view(np.uint16), ref)
-    assert "amx.cv" in kernel.inspect(a, b, wide, BM=32, BN=32, BK=32)["llvm_ir"]
+    llvm_ir = kernel.inspect(a, b, wide, BM=32, BN=32, BK=32)["llvm_ir"]
+    assert "amx.cv" in llvm_ir
+    assert ("amx.cf" in llvm_ir) == host_target().avx512bf16  # vcvtneps2bf16 first, checked (test_convert)
     assert "amx.cv" not in kernel.inspect(a, b, np.zeros((M, N), np.float32), BM=32, BN=32, BK=32)["llvm_ir"]
+
+
+# ---- acc = acc + tl.dot(a, b) * f: each K block's product scaled (block-scaled FP8) ---------------------------------
+
+@tl.jit
+def mm_block_scaled(a, b, sa, sb, c, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, FORM: tl.constexpr):
+    """c = sum over K blocks k of (a @ b)[block k] * scale: FORM 0 `acc + dot * (sa row scales * sb scalar)`,
+    1 `(sb column scales * dot) + acc`, 2 a whole (BM, BN) factor, 3 a scalar factor; not fused: 4 the product
+    also stored, 5 the sum also stored (second uses)."""
+    M, K = a.shape
+    N = b.shape[1]
+    for i, j in tl.grid(tl.cdiv(M, BM), tl.cdiv(N, BN)):
+        acc = tl.zeros((BM, BN), tl.float32)
+        for k in tl.range(tl.cdiv(K, BK)):
+            d = tl.dot(a[i * BM:(i + 1) * BM, k * BK:(k + 1) * BK], b[k * BK:(k + 1) * BK, j * BN:(j + 1) * BN])
+            if FORM == 0:
+                acc = acc + d * (sa[i * BM:(i + 1) * BM, k:k + 1] * sb[k, 0])
+            elif FORM == 1:
+                acc = (sb[k:k + 1, j * BN:(j + 1) * BN] * d) + acc
+            elif FORM == 2:
+                acc = acc + d * (sa[i * BM:(i + 1) * BM, k:k + 1] * sb[k:k + 1, j * BN:(j + 1) * BN])
+            elif FORM == 3:
+                acc = acc + d * sb[k, 0]
+            elif FORM == 4:
+                c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = d
+                acc = acc + d * sb[k, 0]
+            else:
+                acc = acc + d * sb[k, 0]
+                c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
+        c[i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
+
+
+@pytest.mark.parametrize("path,dtype", [("amx", "bfloat16"), ("fma", "bfloat16")], indirect=["path"])
+@pytest.mark.parametrize("form", range(6))
+@pytest.mark.parametrize("M,N,K", [(64, 96, 96), (50, 70, 200), (130, 64, 32)])
+def test_block_scaled_accumulation(path, dtype, form, M, N, K):
+    """Each K block's product scaled before it is summed: on AMX the dot scales and adds each 32 x 32 block into
+    the accumulator itself (its "amx.sa" loop) where nothing else uses the product, the scaled product or the
+    accumulator. Integer operands and power-of-two scales keep every sum exact, so c equals the float64 reference
+    bit for bit on every path, ragged edges included."""
+    rng = np.random.default_rng(form + M)
+    BM, BN, BK = 32, 32, 32
+    a = rng.integers(-8, 9, (M, K)).astype(_np(dtype))
+    b = rng.integers(-8, 9, (K, N)).astype(_np(dtype))
+    kb = -(-K // BK)
+    sa = (2.0 ** rng.integers(-4, 5, (M, kb))).astype(np.float32)
+    sb = (2.0 ** rng.integers(-4, 5, (kb, N))).astype(np.float32)
+    c = np.zeros((M, N), np.float32)
+    kernel = _fresh(mm_block_scaled)
+    kernel(a, b, sa, sb, c, BM=BM, BN=BN, BK=BK, FORM=form)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    ref = np.zeros((M, N))
+    for k in range(kb):
+        d = a64[:, k * BK:(k + 1) * BK] @ b64[k * BK:(k + 1) * BK]
+        f = {0: sa[:, k:k + 1] * sb[k, 0], 1: sb[k:k + 1], 2: sa[:, k:k + 1] * sb[k:k + 1]}.get(form, sb[k, 0])
+        ref = ref + d * f
+    np.testing.assert_array_equal(c, ref.astype(np.float32))
+    llvm_ir = kernel.inspect(a, b, sa, sb, c, BM=BM, BN=BN, BK=BK, FORM=form)["llvm_ir"]
+    assert ("amx.sa" in llvm_ir) == (path == "amx" and form < 4)

@@ -94,3 +94,49 @@ def test_wrong_dtypes_and_shapes_name_the_problem():
                       np.zeros((1, 2, 4, 8), np.float32))
     with pytest.raises(ValueError):
         ops.quantize_fp8(np.zeros((4, 4), np.float32), scaling="block", block=(3, 0))
+
+
+def _byte_strided(shape, row_bytes: int, offset: int = 0) -> np.ndarray:
+    """A float32 view whose rows are `row_bytes` apart (not a multiple of 4), filled with small values."""
+    buf = np.zeros(offset + row_bytes * shape[0] + 64, np.uint8)
+    x = np.ndarray(shape, np.float32, buf, offset, (row_bytes, 4))
+    x[...] = np.random.default_rng(row_bytes).integers(-4, 5, shape) / 4
+    return x
+
+
+def test_strides_of_odd_bytes_are_copied_not_refused():
+    """numpy computes on views whose strides are not whole elements; so does every op (a copy first)."""
+    a, b = _byte_strided((5, 8), 133), _byte_strided((8, 3), 37, offset=1)
+    np.testing.assert_allclose(ops.matmul(a, b), a @ b, rtol=1e-6)
+    q = _byte_strided((6, 8), 41)[None]
+    np.testing.assert_allclose(ops.attention(q, q, q), ops.ref_attention(q, q, q), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(ops.cast_fp8(a).astype(np.float32), a.astype(ml_dtypes.float8_e4m3fn).astype(np.float32))
+
+
+def test_matmul_arguments_numpy_takes():
+    """An np.matrix `out` (it reshapes to 2-D only) is written and returned as numpy.matmul does; a config of
+    matmul_kernel's path is checked before anything compiles."""
+    a, b = np.ones((2, 3), np.float32), np.ones((3, 4), np.float32)
+    out = np.asmatrix(np.zeros((2, 4), np.float32))
+    assert ops.matmul(a, b, out=out) is out and (out == 3).all()
+    for bad in ({"BM": 32, "BN": 32, "BK": 32, "ORDER": "kji"}, {"BM": True, "BN": 32, "BK": 32},
+                {"BM": 32.0, "BN": 32, "BK": 32}, {"BM": 32, "BN": 32, "BK": 32, "SPLIT": 2}):
+        with pytest.raises(ValueError, match="positive int BM, BN, BK"):
+            ops.matmul(a, b, config=bad)
+
+
+def test_attention_edges_agree_with_the_reference():
+    """No keys (Sk = 0: rows fully masked, 0 and LSE -inf), D = 0 (scores 0: the mean of v) and a big-endian
+    float mask (used as its value), in the op and in its reference alike."""
+    q, k, v = np.ones((2, 5, 8), np.float32), np.ones((2, 0, 8), np.float32), np.ones((2, 0, 4), np.float32)
+    out, lse = ops.attention(q, k, v, return_lse=True)
+    ref, ref_lse = ops.ref_attention(q, k, v, return_lse=True)
+    assert (out == 0).all() and (ref == 0).all() and np.isneginf(lse).all() and np.isneginf(ref_lse).all()
+    q, k = np.ones((2, 5, 0), np.float32), np.ones((2, 6, 0), np.float32)
+    v = np.arange(48, dtype=np.float32).reshape(2, 6, 4)
+    np.testing.assert_allclose(ops.attention(q, k, v), ops.ref_attention(q, k, v), rtol=1e-6)
+    np.testing.assert_allclose(ops.attention(q, k, v)[:, 0], v.mean(axis=1), rtol=1e-6)
+    q = np.random.default_rng(3).standard_normal((1, 9, 16)).astype(np.float32)
+    mask = np.triu(np.full((9, 9), -3.0), 1).astype(">f4")
+    np.testing.assert_allclose(ops.attention(q, q, q, mask=mask), ops.ref_attention(q, q, q, mask=mask),
+                               rtol=1e-5, atol=1e-6)

@@ -177,6 +177,7 @@ def test_non_contiguous_inputs(make):
 
 def test_shapes_scalar_empty_and_out():
     assert fp8.cast_fp8(np.float32(3.3)).shape == ()
+    assert fp8.cast_fp8(ml_dtypes.bfloat16(3.3)).astype(np.float32) == 3.25  # (no buffer protocol: np.generic)
     assert fp8.cast_fp8(np.array(3.3, np.float32)).astype(np.float32) == 3.25
     assert fp8.cast_fp8(np.zeros((0, 5), np.float32)).shape == (0, 5)
     x = np.linspace(-500, 500, 1001, dtype=np.float32).reshape(7, 143)

@@ -296,6 +296,10 @@ def test_errors():
         fp8.dequantize_fp8(q, s, scaling="block", out_dtype=np.float64)
     with pytest.raises(ValueError, match="row scales"):
         fp8.dequantize_fp8(q, np.ones((2, 2), np.float32), scaling="row")
+    with pytest.raises(ValueError, match="at least one dimension"):
+        fp8.dequantize_fp8(q[0, 0], np.ones((), np.float32), scaling="row")
+    with pytest.raises(TypeError, match="got bool"):  # (bool is an int: it was taken as 1.0)
+        fp8.dequantize_fp8(q, True)
 
 
 def test_compiled_kernels_match_the_interpreter():
