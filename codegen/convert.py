@@ -382,4 +382,7 @@ def cast(b: ir.IRBuilder, x: ir.Value, src: str, dst: str, saturate: bool = Fals
         f = _to_f32(b, x, src)
     if dst in _INT_BITS:
         return _f32_to_int(b, f, _INT_BITS[dst])
+    if src in FP8_DTYPES and dst == "bfloat16":
+        # every FP8 value is a bfloat16 value (NaN: 0x7FC0 | sign, as the rounding gives): its top 16 bits
+        return b.trunc(b.lshr(b.bitcast(f, like(f, I32)), const_like(f, I32, 16)), like(f, I16))
     return _from_f32(b, f, dst, saturate, fast, avx512bf16)
