@@ -428,4 +428,4 @@ def _pack_a(fl, n, a, sa, cvt, *, M, K, Mp, Kp, KS, et):
     return Ap
 
 
-__all__ = ["lower_dot_amx", "amx_loops", "tile_config", "bf16_bits"]
+__all__ = ["lower_dot_amx", "amx_loops", "convert_block", "tile_config", "bf16_bits"]
