@@ -718,7 +718,8 @@ class FunctionLowering:
     def _fast_bf16(self, cast: Node) -> tuple | None:
         """For the exact float32 -> bfloat16 CAST `cast` on a target with vcvtneps2bf16: (that conversion, the
         lanes where it may differ from the exact one), which the AMX dot's converted store takes for whole blocks
-        of C, converting exactly only blocks that hold such a value; else None."""
+        of C, converting exactly only blocks that hold such a value; else None. (vfpclassps needs AVX512-DQ, which
+        every CPU with AVX512-BF16 has.)"""
         if not (not cast.arg and cast.srcs[0].dtype == dt.float32 and cast.result.dtype == dt.bfloat16
                 and self.options.get("avx512bf16")):
             return None
