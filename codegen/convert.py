@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
+from codegen import dtypes as dt
 from codegen.llvm_util import BFLOAT, F32, I8, I16, I32, REG_TYPES, concat, const_like, intrinsic, like
 
 _F32_INF_BITS = 0x7F800000
@@ -282,22 +283,14 @@ def fp8_to_f32_vbmi(b: ir.IRBuilder, bits: ir.Value, fmt: str) -> list[ir.Value]
 
 @functools.cache
 def _fp8_tables(fmt: str) -> tuple[list[int], ...]:
-    """Bytes 3 and 2 of the float32 bits of every FP8 magnitude 0-127 (bytes 1, 0 are zero), as `_widen` gives
-    them, each table in its two 64-byte halves: (byte 3 of 0-63, of 64-127, byte 2 of 0-63, of 64-127)."""
-    f = _fp8_format(fmt)
-    top = (1 << f.exp_bits) - 1
-    words = []
-    for code in range(128):
-        e, m = code >> f.man_bits, code & ((1 << f.man_bits) - 1)
-        if code == f.nan_code or (f.inf_code is not None and e == top and m):
-            word = 0x7FC00000
-        elif code == f.inf_code:
-            word = _F32_INF_BITS
-        else:  # (normal: 1.m * 2^(e - bias); subnormal: 0.m * 2^(1 - bias); exact in float32)
-            word = int(np.float32((m / (1 << f.man_bits) + (e > 0)) * 2.0 ** (max(e, 1) - f.bias)).view(np.uint32))
-        assert word & 0xFFFF == 0, (fmt, code)
-        words.append(word)
-    hi, lo = [w >> 24 for w in words], [(w >> 16) & 0xFF for w in words]
+    """Bytes 3 and 2 of the float32 bits of every FP8 magnitude 0-127 (bytes 1, 0 are zero), ml_dtypes' widening
+    (which `_widen` matches bit for bit), each table in its two 64-byte halves: (byte 3 of 0-63, of 64-127, byte 2
+    of 0-63, of 64-127)."""
+    _fp8_format(fmt)  # (checks the name)
+    name = next(k for k, v in FP8_DTYPES.items() if v == fmt)
+    words = np.arange(128, dtype=np.uint8).view(dt.BY_NAME[name].np).astype(np.float32).view(np.uint32)
+    assert not (words & 0xFFFF).any(), fmt
+    hi, lo = [int(w) >> 24 for w in words], [(int(w) >> 16) & 0xFF for w in words]
     return hi[:64], hi[64:], lo[:64], lo[64:]
 
 

@@ -329,20 +329,23 @@ def amx_loops(b, *, Mp: int, Np: int, Kp: int, int8: bool, a_ptr, a_stride, bt: 
     intrinsic(b, "llvm.x86.tilerelease", VOID, [])
 
 
+def tile_row(b, tile, i) -> ir.Value:
+    """Row i (an i64 value) of a 16 x 16 float32 tile stored with rows 64 bytes apart (`c_scratch`), one vector."""
+    return b.load(b.gep(tile, [b.mul(i, i64(16))], source_etype=F32), typ=vec(F32, 16), align=64)
+
+
 def convert_block(b, sptr, optr, rs, elem, cvt, mt: int, nt: int) -> None:
     """The float32 16 x 16 tiles at sptr[r][c] (rows 64 bytes apart) converted by cvt[0] into C's tiles at optr[r][c]
     (rows `rs` elements of type `elem` apart). With a cheaper conversion cvt[2] = (fast, differs) (see
     codegen.lower.FunctionLowering._fast_bf16), the block goes through `fast`, and once more through cvt[0] only
     when `differs` flags a value of it (NaN, subnormal: rare in a product)."""
-    vt = vec(F32, 16)
-
     def row(conv, i, differs=None):
         """Convert row i of every tile; with `differs`, its lanes or-ed over the row (i16), tested before each
         store so that the loaded values need not outlive it."""
         flags = None
         for r in range(mt):
             for c in range(nt):
-                x = b.load(b.gep(sptr[r][c], [b.mul(i, i64(16))], source_etype=F32), typ=vt, align=64)
+                x = tile_row(b, sptr[r][c], i)
                 if differs is not None:
                     d = b.bitcast(differs(b, x), I16)
                     flags = d if flags is None else b.or_(flags, d)
@@ -428,4 +431,4 @@ def _pack_a(fl, n, a, sa, cvt, *, M, K, Mp, Kp, KS, et):
     return Ap
 
 
-__all__ = ["lower_dot_amx", "amx_loops", "convert_block", "tile_config", "bf16_bits"]
+__all__ = ["lower_dot_amx", "amx_loops", "convert_block", "tile_row", "tile_config", "bf16_bits"]

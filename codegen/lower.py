@@ -18,6 +18,7 @@ from llvmlite import ir
 from codegen import convert
 from codegen import dtypes as dt
 from codegen.dot import choose_path, lower_dot
+from codegen.dot_amx import tile_row
 from codegen.dtypes import DType
 from codegen.ir import (BINARY, COMPARE, Block, CompileError, Kernel, Node, Op, Value, walk)
 from codegen.llvm_util import (F32, I32, I64, PTR, alloca, const_bits, nbytes, for_range, i64, iota, masked_gather,
@@ -702,12 +703,11 @@ class FunctionLowering:
 
         def epilogue(b, tiles, i0, j0):
             with for_range(b, 0, 16, 1, "amx.sa") as row:
-                for r, tile_row in enumerate(tiles):
+                for r, tiles_r in enumerate(tiles):
                     idx = [b.add(i0, b.add(row, i64(16 * r)))]
-                    for c, tile in enumerate(tile_row):
+                    for c, tile in enumerate(tiles_r):
                         col = b.add(j0, i64(16 * c))
-                        x = b.load(b.gep(tile, [b.mul(row, i64(16))], source_etype=F32), typ=ir.VectorType(F32, 16),
-                                   align=64)
+                        x = tile_row(b, tile, row)
                         f = factor.emit(b, idx, col, 16)
                         t = self.scalar_op(b, mul, [x, f] if dot_first else [f, x])
                         y = acc.emit(b, idx, col, 16)
