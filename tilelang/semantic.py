@@ -293,7 +293,10 @@ def binary(op: Op, a, b) -> Tile:
     shape = broadcast_shapes(a.shape, b.shape)
     a, b = broadcast_to(cast(a, d), shape), broadcast_to(cast(b, d), shape)
     rd = dt.bool_ if op in COMPARE else d
-    return Tile(builder().value(op, Type(rd, shape), (a.value, b.value)))
+    r = builder().value(op, Type(rd, shape), (a.value, b.value))
+    # an int64 scalar (`j = q // G`, `tl.minimum(MB - i0, G)`) stays an affine atom, so that slices computed from
+    # it, a[j * BN:(j + 1) * BN], have constant extents
+    return Index.atom(r) if rd == dt.int64 and shape == () else Tile(r)
 
 
 EXP2_PRECISIONS = (None, "float32", "bfloat16")  # tl.exp2(x, precision=...): see codegen.mathlib.exp2_fast

@@ -242,3 +242,28 @@ def test_strided_views_are_honored():
         k(x, y)
         np.testing.assert_array_equal(y, x * 2)
         assert (out[0] == 0).all() and (out[:, 1::2] == 0).all()
+
+
+@settings(max_examples=12, deadline=None)
+@given(m=st.integers(1, 70), n=st.integers(1, 70), g=st.integers(1, 5))
+def test_tile_indices_computed_at_run_time(m, n, g):
+    """A grouped ("swizzled") program order, as Triton kernels write it: the tile indices come from `//`, `%` and
+    tl.minimum on the program id, and slices made from them keep their constant extents. Every tile is written
+    once (a count per element), ragged last group and edge tiles included."""
+    @tl.jit
+    def k(x, y, hits, B: tl.constexpr = 8, G: tl.constexpr = 2):
+        MB = tl.cdiv(x.shape[0], B)
+        NB = tl.cdiv(x.shape[1], B)
+        for p in tl.grid(MB * NB):
+            first = (p // (G * NB)) * G
+            rows = tl.minimum(MB - first, G)
+            i = first + (p % (G * NB)) % rows
+            j = (p % (G * NB)) // rows
+            y[i * B:(i + 1) * B, j * B:(j + 1) * B] = x[i * B:(i + 1) * B, j * B:(j + 1) * B] * 2.0 + 1.0
+            hits[i * B:(i + 1) * B, j * B:(j + 1) * B] = hits[i * B:(i + 1) * B, j * B:(j + 1) * B] + 1
+    x = np.random.default_rng(m * 71 + n).standard_normal((m, n)).astype(np.float32)
+    (y, hits), (y_ref, hits_ref) = [r[1:] for r in both(k, x, np.zeros_like(x), np.zeros((m, n), np.int32), G=g)]
+    np.testing.assert_array_equal(y, x * 2 + 1)
+    np.testing.assert_array_equal(hits, np.ones((m, n), np.int32))
+    np.testing.assert_array_equal(y_ref, y)
+    np.testing.assert_array_equal(hits_ref, hits)
