@@ -34,7 +34,7 @@ def cast(x: np.ndarray, src: DType, dst: DType, saturate: bool | str = False) ->
     """`saturate`: a CAST node's arg: True (FP8: saturate), False, or "fast" (bfloat16: see _bf16_fast)."""
     x = np.asarray(x)
     if src == dst:
-        return x.copy()
+        return x.astype(dst.np)  # a copy, and float64 fills/constants become float32 (their declared type)
     if saturate == "fast" and dst == dt.bfloat16:
         return _bf16_fast(cast(x, src, dt.float32))
     if dst == dt.bool_:

@@ -7,7 +7,7 @@ from llvmlite import ir
 from codegen import mathlib
 from codegen.dtypes import DType
 from codegen.ir import COMPARE, CompileError, Op
-from codegen.llvm_util import I32, const_bits, i64, intrinsic, suffix, vec
+from codegen.llvm_util import F32, I32, const_bits, const_like, i64, intrinsic, like, suffix, vec
 
 
 def clamp_lanes(b, x, w: int):
@@ -46,10 +46,8 @@ def arith(b: ir.IRBuilder, op: Op, xs, d: DType, arg=None, options: dict | None 
         if op == Op.DIV: return b.fdiv(x, y)
         if op == Op.MAXIMUM: return b.select(b.fcmp_unordered("uno", x, x), x, b.select(b.fcmp_ordered(">", x, y), x, y))
         if op == Op.MINIMUM: return b.select(b.fcmp_unordered("uno", x, x), x, b.select(b.fcmp_ordered("<", x, y), x, y))
-        if op == Op.FLOORDIV:
-            return floor(b, b.fdiv(x, y))
-        if op == Op.MOD:  # x - floor(x / y) * y, NumPy's float remainder up to rounding of the quotient
-            return b.fsub(x, b.fmul(floor(b, b.fdiv(x, y)), y))
+        if op in (Op.FLOORDIV, Op.MOD):
+            return floor_divmod(b, x, y)[op == Op.MOD]
         if op in COMPARE:
             return b.fcmp_ordered({Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "=="}[op], x, y) \
                 if op != Op.NE else b.fcmp_unordered("!=", x, y)
@@ -85,6 +83,36 @@ def arith(b: ir.IRBuilder, op: Op, xs, d: DType, arg=None, options: dict | None 
         r = b.select(adj, b.add(r, ys), r)
         return b.select(bad, zero, r)
     raise CompileError(f"{op.name.lower()} is not defined for {d.name}")
+
+
+def floor_divmod(b, x, y) -> tuple[ir.Value, ir.Value]:
+    """NumPy's float32 `x // y` and `x % y`, bit for bit: its npy_divmod on fmod(x, y), whose float32 steps can leave
+    the quotient one off the floor of the exact one (it is what NumPy, and the interpreter, return). fmod is computed
+    in double, exact while |x / y| < 2^28: the truncated quotient of two float32 values is then at least 2^-24 from
+    an integer it is not, beyond double's rounding, and x - trunc(x / y) * y has at most 52 bits. Past that the
+    remainder is not exact (NumPy's fmod is; a libm call here is what mathlib avoids)."""
+    f64 = like(x, ir.DoubleType())
+    xd, yd = b.fpext(x, f64), b.fpext(y, f64)
+    t = intrinsic(b, f"llvm.trunc.{suffix(f64)}", f64, [b.fdiv(xd, yd)])
+    m = b.fptrunc(b.fsub(xd, b.fmul(t, yd)), x.type)
+    zero, one, half, inf = (const_like(x, F32, v) for v in (0.0, 1.0, 0.5, float("inf")))
+    m = b.select(b.and_(b.fcmp_ordered("==", fabs(b, y), inf), b.fcmp_ordered("<", fabs(b, x), inf)), x, m)  # fmod(x, inf)
+
+    def copysign(v, s):
+        return intrinsic(b, f"llvm.copysign.{suffix(x.type)}", x.type, [v, s])
+    div = b.fdiv(b.fsub(x, m), y)
+    apart = b.and_(b.fcmp_unordered("!=", m, zero), b.xor(b.fcmp_ordered("<", y, zero), b.fcmp_ordered("<", m, zero)))
+    mod = b.select(apart, b.fadd(m, y), b.select(b.fcmp_ordered("==", m, zero), copysign(zero, y), m))
+    div = b.select(apart, b.fsub(div, one), div)
+    fd = floor(b, div)
+    fd = b.select(b.fcmp_ordered(">", b.fsub(div, fd), half), b.fadd(fd, one), fd)
+    fd = b.select(b.fcmp_unordered("!=", div, zero), fd, copysign(zero, b.fdiv(x, y)))
+    y_zero = b.fcmp_ordered("==", y, zero)
+    return b.select(y_zero, b.fdiv(x, y), fd), b.select(y_zero, m, mod)
+
+
+def fabs(b, x):
+    return intrinsic(b, f"llvm.fabs.{suffix(x.type)}", x.type, [x])
 
 
 def floor(b, x):

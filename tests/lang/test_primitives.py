@@ -97,8 +97,8 @@ def test_binary_broadcast(op, d, m, n):
     out_d = tl.float32 if op is operator.truediv and d.is_int else d
     y = np.zeros((m, n), out_d.np)
     (_, _, yc), (_, _, yi) = both(binary_k, x, z, y, OP=op)
-    if op in (operator.floordiv, operator.mod) and d.is_float:
-        np.testing.assert_allclose(yc.astype(np.float32), yi.astype(np.float32), rtol=1e-2, atol=1e-2)
+    if op in (operator.floordiv, operator.mod) and d.is_float:  # NumPy's bits (test_float_floor_divmod_is_numpys)
+        np.testing.assert_array_equal(yc.view(f"u{yc.itemsize}"), yi.view(f"u{yi.itemsize}"))
     else:
         close(yc, yi, out_d)
 
@@ -267,3 +267,66 @@ def test_tile_indices_computed_at_run_time(m, n, g):
     np.testing.assert_array_equal(hits, np.ones((m, n), np.int32))
     np.testing.assert_array_equal(y_ref, y)
     np.testing.assert_array_equal(hits_ref, hits)
+
+
+def test_interpreter_keeps_float32_loads_and_constants_in_float32():
+    """The interpreter once carried float32 loads and constants as float64 (cast() returned its float64 fill or
+    constant unchanged when the types "matched"): `x * 0.1` then multiplied by 0.1 itself, not float32(0.1), and
+    rsqrt rounded once instead of twice, so it disagreed with compiled code by an ulp. Found by
+    tests/hardening/test_differential_fuzz.py."""
+    @tl.jit
+    def k(x, y, z, B: tl.constexpr = 8):
+        y[0:B] = x[0:B] * 0.1
+        z[0:B] = tl.rsqrt(x[0:B])
+    x = np.array([9, 18, 21, 1.75, 7, 3, 5, 11], np.float32)
+    (_, yc, zc), (_, yi, zi) = both(k, x, np.zeros_like(x), np.zeros_like(x))
+    np.testing.assert_array_equal(yi, x * np.float32(0.1))
+    np.testing.assert_array_equal(zi, np.float32(1) / np.sqrt(x))
+    np.testing.assert_array_equal(yc, yi)
+    np.testing.assert_array_equal(zc, zi)
+
+
+def test_float_mod_zero_remainder_takes_the_divisor_sign():
+    """NumPy (and Python) give a zero float remainder the divisor's sign: 3.0 % -1.5 == -0.0. Compiled code gave +0.0
+    (x - floor(x / y) * y), so 1 / (x % y) was inf against the interpreter's -inf. Found by
+    tests/hardening/test_differential_fuzz.py."""
+    @tl.jit
+    def k(x, z, y, B: tl.constexpr = 8):
+        y[0:B] = x[0:B] % z[0:B]
+    x = np.array([3, -3, 0, -0.0, 3, -3, 0, 2.5], np.float32)
+    z = np.array([-1.5, 1.5, -1, 1, 1.5, -1.5, 1, -0.5], np.float32)
+    (_, _, yc), (_, _, yi) = both(k, x, z, np.ones_like(x))
+    np.testing.assert_array_equal(np.signbit(yc), np.signbit(np.mod(x, z)))
+    np.testing.assert_array_equal(yc.view(np.uint32), yi.view(np.uint32))
+
+
+@tl.jit
+def divmod_k(x, y, q, r, B: tl.constexpr = 64):
+    for i in tl.grid(tl.cdiv(x.shape[0], B)):
+        q[i * B:(i + 1) * B] = x[i * B:(i + 1) * B] // y[i * B:(i + 1) * B]
+        r[i * B:(i + 1) * B] = x[i * B:(i + 1) * B] % y[i * B:(i + 1) * B]
+
+
+def test_float_floor_divmod_is_numpys():
+    """Float `//` and `%` give NumPy's bits (codegen.scalar_ops.floor_divmod): the quotient always, the remainder
+    while |x / y| < 2^28. Random float32 bit patterns (every exponent: quotients near 2^24, where NumPy's float32
+    steps leave its quotient one off the exact floor, and past 2^28), near-integer quotients (1.0 // 0.1 is 9),
+    and every pair of zeros, infinities, NaN, subnormal and ordinary values."""
+    rng = np.random.default_rng(7)
+    n = 1 << 16
+    x = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    y = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    near = (rng.integers(-50, 50, 4096) / 10).astype(np.float32)
+    special = np.array([0, -0.0, np.inf, -np.inf, np.nan, 1, -1, 2.5, -2.5, 3e9, -1e-30, 1e-45, 3, 0.1], np.float32)
+    sx, sy = (g.ravel() for g in np.meshgrid(special, special))
+    x, y = np.concatenate([x, near, sx]), np.concatenate([y, np.full(4096, 0.1, np.float32), sy])
+    q, r = np.empty_like(x), np.empty_like(x)
+    divmod_k(x, y, q, r)
+    with np.errstate(all="ignore"):
+        qn, rn = np.floor_divide(x, y), np.mod(x, y)
+        small = np.abs(x.astype(np.float64) / y.astype(np.float64)) < 2.0 ** 28
+
+    def same(a, b):
+        return (a.view(np.uint32) == b.view(np.uint32)) | (np.isnan(a) & np.isnan(b))
+    assert same(q, qn).all(), (x[~same(q, qn)][:5], y[~same(q, qn)][:5])
+    assert same(r, rn)[small].all(), (x[small & ~same(r, rn)][:5], y[small & ~same(r, rn)][:5])
