@@ -7,7 +7,7 @@ from llvmlite import ir
 from codegen import mathlib
 from codegen.dtypes import DType
 from codegen.ir import COMPARE, CompileError, Op
-from codegen.llvm_util import F32, I32, const_bits, const_like, i64, intrinsic, like, suffix, vec
+from codegen.llvm_util import F32, F64, I32, I64, const_bits, const_like, i64, intrinsic, like, suffix, vec
 
 
 def clamp_lanes(b, x, w: int):
@@ -86,15 +86,9 @@ def arith(b: ir.IRBuilder, op: Op, xs, d: DType, arg=None, options: dict | None 
 
 
 def floor_divmod(b, x, y) -> tuple[ir.Value, ir.Value]:
-    """NumPy's float32 `x // y` and `x % y`, bit for bit: its npy_divmod on fmod(x, y), whose float32 steps can leave
-    the quotient one off the floor of the exact one (it is what NumPy, and the interpreter, return). fmod is computed
-    in double, exact while |x / y| < 2^28: the truncated quotient of two float32 values is then at least 2^-24 from
-    an integer it is not, beyond double's rounding, and x - trunc(x / y) * y has at most 52 bits. Past that the
-    remainder is not exact (NumPy's fmod is; a libm call here is what mathlib avoids)."""
-    f64 = like(x, ir.DoubleType())
-    xd, yd = b.fpext(x, f64), b.fpext(y, f64)
-    t = intrinsic(b, f"llvm.trunc.{suffix(f64)}", f64, [b.fdiv(xd, yd)])
-    m = b.fptrunc(b.fsub(xd, b.fmul(t, yd)), x.type)
+    """NumPy's float32 `x // y` and `x % y`, bit for bit: its npy_divmod on fmod(x, y) (`fmod_exact`), whose float32
+    steps can leave the quotient one off the floor of the exact one (it is what NumPy, and the interpreter, return)."""
+    m = b.fptrunc(fmod_exact(b, x, y), x.type)
     zero, one, half, inf = (const_like(x, F32, v) for v in (0.0, 1.0, 0.5, float("inf")))
     m = b.select(b.and_(b.fcmp_ordered("==", fabs(b, y), inf), b.fcmp_ordered("<", fabs(b, x), inf)), x, m)  # fmod(x, inf)
 
@@ -109,6 +103,46 @@ def floor_divmod(b, x, y) -> tuple[ir.Value, ir.Value]:
     fd = b.select(b.fcmp_unordered("!=", div, zero), fd, copysign(zero, b.fdiv(x, y)))
     y_zero = b.fcmp_ordered("==", y, zero)
     return b.select(y_zero, b.fdiv(x, y), fd), b.select(y_zero, m, mod)
+
+
+FMOD_BITS = 27  # an fmod step is exact while |x / y| < 2^28; each reduction step takes 27 bits off the quotient
+
+
+def fmod_exact(b, x, y) -> ir.Value:
+    """C's fmod(x, y) of float32 values, exactly, in double (libm's fmodf is what mathlib avoids calling). One step,
+    x - trunc(x / y) * y, is exact while |x / y| < 2^28: the quotient of two float32 values is then at least 2^-24
+    from an integer it is not, beyond double's rounding, and the product has at most 52 bits. A larger quotient
+    (up to 2^277) is first reduced in a branch, at most ten times, modulo y * 2^s, an exact multiple of y that
+    leaves a quotient below 2^28 (fmod(x, y) = fmod(fmod(x, y * 2^s), y))."""
+    f64 = like(x, F64)
+    xd, yd = b.fpext(x, f64), b.fpext(y, f64)
+
+    def step(v, yd):
+        return b.fsub(v, b.fmul(intrinsic(b, f"llvm.trunc.{suffix(f64)}", f64, [b.fdiv(v, yd)]), yd))
+
+    def reduce(v):
+        i64s = like(x, I64)
+        exp = b.lshr(b.and_(b.bitcast(b.fdiv(v, yd), i64s), const_like(x, I64, 0x7FF0000000000000)),
+                     const_like(x, I64, 52))  # of |v / y|, biased
+        s = b.sub(exp, const_like(x, I64, 1023 + FMOD_BITS))
+        s = b.select(b.icmp_signed(">", s, const_like(x, I64, 0)), s, const_like(x, I64, 0))
+        scale = b.bitcast(b.shl(b.add(s, const_like(x, I64, 1023)), const_like(x, I64, 52)), f64)  # 2^s
+        return step(v, b.fmul(yd, scale))
+    q = fabs(b, b.fdiv(xd, yd))
+    big = b.and_(b.fcmp_ordered(">=", q, const_like(x, F64, 2.0 ** (FMOD_BITS + 1))),
+                 b.fcmp_ordered("<", q, const_like(x, F64, float("inf"))))
+    if isinstance(big.type, ir.VectorType):
+        big = b.icmp_unsigned("!=", b.bitcast(big, ir.IntType(big.type.count)), ir.Constant(ir.IntType(big.type.count), 0))
+    pre = b.block
+    with b.if_then(big, likely=False):
+        v = xd
+        for _ in range(-(-(127 + 149 - FMOD_BITS) // FMOD_BITS)):
+            v = reduce(v)
+        reduced = b.block
+    xr = b.phi(f64)
+    xr.add_incoming(xd, pre)
+    xr.add_incoming(v, reduced)
+    return step(xr, yd)
 
 
 def fabs(b, x):
