@@ -89,8 +89,7 @@ def floor_divmod(b, x, y) -> tuple[ir.Value, ir.Value]:
     """NumPy's float32 `x // y` and `x % y`, bit for bit: its npy_divmod on fmod(x, y) (`fmod_exact`), whose float32
     steps can leave the quotient one off the floor of the exact one (it is what NumPy, and the interpreter, return)."""
     m = b.fptrunc(fmod_exact(b, x, y), x.type)
-    zero, one, half, inf = (const_like(x, F32, v) for v in (0.0, 1.0, 0.5, float("inf")))
-    m = b.select(b.and_(b.fcmp_ordered("==", fabs(b, y), inf), b.fcmp_ordered("<", fabs(b, x), inf)), x, m)  # fmod(x, inf)
+    zero, one, half = (const_like(x, F32, v) for v in (0.0, 1.0, 0.5))
 
     def copysign(v, s):
         return intrinsic(b, f"llvm.copysign.{suffix(x.type)}", x.type, [v, s])
@@ -142,7 +141,9 @@ def fmod_exact(b, x, y) -> ir.Value:
     xr = b.phi(f64)
     xr.add_incoming(xd, pre)
     xr.add_incoming(v, reduced)
-    return step(xr, yd)
+    inf = const_like(x, F64, float("inf"))
+    y_inf = b.and_(b.fcmp_ordered("==", fabs(b, yd), inf), b.fcmp_ordered("<", fabs(b, xd), inf))
+    return b.select(y_inf, xd, step(xr, yd))  # fmod(x, +-inf) = x for a finite x
 
 
 def fabs(b, x):
