@@ -11,12 +11,12 @@ Exactness. Every generated kernel is an *exact* expression tree (bit-for-bit com
 optionally wrapped in one *inexact* root op compared with a tolerance:
 - exact: integer ops, comparisons, `where`, casts, float + - * / sqrt rsqrt (IEEE, correctly rounded in float32
   in all three; rsqrt is 1/sqrt rounded twice in all three), maximum/minimum, max/min reductions, transposes,
-  reshapes, and float `sum`/`dot`/`//`/`%` only where the generator *proves* them exact: it tracks, per
+  reshapes, float `//` and `%`, and float `sum`/`dot` where the generator *proves* them exact: it tracks, per
   expression, that values are multiples of 2^q with |value| <= m (`E.q`, `E.m`), so a float sum of n terms is
-  exact in any order when n * m < 2^(24 + q) (every partial sum is a float32 integer multiple of 2^q); a float
-  `x // y` is exact when x and y are integer multiples of a common 2^q below 2^11 (a non-integer quotient A/B is
-  at least 1/|B| > 2^-11 from an integer, more than float32's half ulp 2^-13 at |A/B| < 2^11). (Float `//` and `%`
-  give NumPy's bits more widely since, see test_primitives.test_float_floor_divmod_is_numpys; this bound stays.)
+  exact in any order when n * m < 2^(24 + q) (every partial sum is a float32 integer multiple of 2^q). Float `//`
+  and `%` give NumPy's bits anywhere (test_primitives.test_float_floor_divmod_is_numpys); their results keep known
+  bounds (for the sums above them) where x and y are integer multiples of a common 2^q below 2^11 (a non-integer
+  quotient A/B is then at least 1/|B| > 2^-11 from an integer, more than float32's half ulp 2^-13).
 - inexact roots: `exp`/`exp2`/`log` (mathlib: <= 1.01 ulp from the true value; NumPy's float32 exp/log: <= ~3
   ulp; so <= 4 float32 ulps apart, <= 1 ulp after rounding to a narrow float), and float `sum`/`dot` whose
   summation order may differ: each of two float32 recursive or pairwise sums of n terms is within
@@ -342,17 +342,17 @@ class Gen:
             a, b = b, a
         d = weak(a, b)
         op = self.pick(ops or ["+", "-", "*", "/", "max", "min", "//", "%"])
+        bounded = True  # float // and % are NumPy's bits always; their value bounds are known only as below
         if d.is_float and op in ("//", "%"):
             q = None if a.q is None or b.q is None else min(a.q, b.q)
-            if self.specials or q is None or a.m is None or b.m is None or max(a.m, b.m) >= 2.0 ** (11 + q):
-                op = "-"  # not provably exact (see the module doc)
+            bounded = not (self.specials or q is None or a.m is None or b.m is None or max(a.m, b.m) >= 2.0 ** (11 + q))
         src = {"max": "tl.maximum({}, {})", "min": "tl.minimum({}, {})"}.get(op, "({} " + op + " {})")
         src = src.format(a.src, b.src)
         if op == "/" and not d.is_float:
             d = dt.float32
         if d == dt.bool_:
             d = dt.int32
-        known = a.q is not None and b.q is not None and a.m is not None and b.m is not None
+        known = bounded and a.q is not None and b.q is not None and a.m is not None and b.m is not None
         if not known or op == "/":
             return E(src, shape, d, *bound(d, None, None))
         q, m = {"+": (min(a.q, b.q), a.m + b.m), "-": (min(a.q, b.q), a.m + b.m), "*": (a.q + b.q, a.m * b.m),
