@@ -19,7 +19,7 @@ from codegen.ir import CompileError, Kernel, Loc, Op, Param, Type, Value
 from tilelang import language as tl
 from tilelang import semantic as sem
 from tilelang.errors import KernelError
-from tilelang.semantic import Index, Tensor, Tile
+from tilelang.semantic import Index, Tensor, Tile, wrap
 
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
@@ -254,7 +254,7 @@ class Walker:
             self.assign(s.target, Index.atom(iv))
             args = [Value(t.value.type) for t in inits]
             for n, a in zip(carried, args):
-                self.env[n] = _wrap(a)
+                self.env[n] = wrap(a)
             return (iv, *args)
         args, inner = self._scoped(s.body, bind)
         yields = [self._carried_value(s, n, inner[n], t.value.type) for n, t in zip(carried, inits)]
@@ -263,7 +263,7 @@ class Walker:
                            (start, stop, sem.const_value(r.step, dt.int64), *(t.value for t in inits)),
                            regions=(block,))
         for n, v in zip(carried, node.results):
-            self.env[n] = _wrap(v)
+            self.env[n] = wrap(v)
 
     def _carried_value(self, s, name, v, type_: Type) -> Value:
         if not self._is_value(v):
@@ -305,7 +305,7 @@ class Walker:
         node = self.b.emit(Op.IF, [v.type for v in then_vals[1]], (cond.value,), regions=(then_vals[0], else_vals[0]))
         self.env = before
         for n, v in zip(names, node.results):
-            self.env[n] = _wrap(v)
+            self.env[n] = wrap(v)
 
     def _branch(self, body, names, before):
         self.env = dict(before)
@@ -406,10 +406,6 @@ class Walker:
         return fn(*args, **kwargs)
 
 
-def _wrap(v: Value) -> Tile:
-    return Index.atom(v) if v.dtype == dt.int64 and v.shape == () else Tile(v)
-
-
 def inline_call(src: Source, b: Builder, args: list, kwargs: dict):
     """Trace a @tl.jit helper's body in the caller's kernel; its `return` value is the call's value."""
     sig = inspect.signature(src.fn)
@@ -441,7 +437,7 @@ def trace(src: Source, params: tuple[Param, ...], constexprs: dict) -> Kernel:
                 shape = tuple(Index.atom(b.value(Op.SHAPE, Type(dt.int64), arg=(i, d))) for d in range(p.ndim))
                 env[p.name] = Tensor(i, p, shape)
             else:
-                env[p.name] = _wrap(b.value(Op.ARG, Type(p.dtype), arg=i))
+                env[p.name] = wrap(b.value(Op.ARG, Type(p.dtype), arg=i))
         w = Walker(src, b, env)
         try:
             w.run(src.tree.body)

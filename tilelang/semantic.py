@@ -217,6 +217,12 @@ def const_value(x, dtype: DType, shape=()) -> Value:
     return builder().value(Op.CONST, Type(dtype, tuple(shape)), arg=x)
 
 
+def wrap(v: Value) -> Tile:
+    """A node's result as a Tile; an int64 scalar (`j = q // G`, `idx[i].to(tl.int64)`) as an affine index atom, so
+    that slices computed from it, a[j * BN:(j + 1) * BN], have constant extents."""
+    return Index.atom(v) if v.dtype == dt.int64 and v.shape == () else Tile(v)
+
+
 # ----------------------------------------------------------------------------------------------------
 # typing helpers
 
@@ -276,7 +282,7 @@ def cast(x, dtype: DType, saturate: bool = False, fast: bool = False) -> Tile:
         raise CompileError(f"fast=True applies to bfloat16 targets, not {dtype}")
     # the CAST node's arg: True (saturate), "fast" (bfloat16 as vcvtneps2bf16, see tl.cast) or False
     arg = "fast" if fast else bool(saturate)
-    return Tile(builder().value(Op.CAST, Type(dtype, x.shape), (x.value,), arg=arg))
+    return wrap(builder().value(Op.CAST, Type(dtype, x.shape), (x.value,), arg=arg))
 
 
 def binary(op: Op, a, b) -> Tile:
@@ -293,10 +299,7 @@ def binary(op: Op, a, b) -> Tile:
     shape = broadcast_shapes(a.shape, b.shape)
     a, b = broadcast_to(cast(a, d), shape), broadcast_to(cast(b, d), shape)
     rd = dt.bool_ if op in COMPARE else d
-    r = builder().value(op, Type(rd, shape), (a.value, b.value))
-    # an int64 scalar (`j = q // G`, `tl.minimum(MB - i0, G)`) stays an affine atom, so that slices computed from
-    # it, a[j * BN:(j + 1) * BN], have constant extents
-    return Index.atom(r) if rd == dt.int64 and shape == () else Tile(r)
+    return wrap(builder().value(op, Type(rd, shape), (a.value, b.value)))
 
 
 EXP2_PRECISIONS = (None, "float32", "bfloat16")  # tl.exp2(x, precision=...): see codegen.mathlib.exp2_fast
@@ -310,7 +313,7 @@ def unary(op: Op, x, arg=None) -> Tile:
         raise CompileError(f"`~`/logical not needs a bool tile, got {x.value.type}")
     if arg is not None and not (op == Op.EXP2 and arg in EXP2_PRECISIONS):
         raise CompileError(f"tl.exp2 takes precision None, 'float32' or 'bfloat16', got {arg!r}")
-    return Tile(builder().value(op, x.value.type, (x.value,), arg))
+    return wrap(builder().value(op, x.value.type, (x.value,), arg))
 
 
 def where(cond, a, b) -> Tile:
@@ -323,7 +326,7 @@ def where(cond, a, b) -> Tile:
     d = dt.promote(a.dtype, b.dtype)
     shape = broadcast_shapes(broadcast_shapes(cond.shape, a.shape), b.shape)
     srcs = [broadcast_to(cond, shape), broadcast_to(cast(a, d), shape), broadcast_to(cast(b, d), shape)]
-    return Tile(builder().value(Op.WHERE, Type(d, shape), tuple(s.value for s in srcs)))
+    return wrap(builder().value(Op.WHERE, Type(d, shape), tuple(s.value for s in srcs)))
 
 
 def reshape(x: Tile, shape) -> Tile:

@@ -269,6 +269,21 @@ def test_tile_indices_computed_at_run_time(m, n, g):
     np.testing.assert_array_equal(hits_ref, hits)
 
 
+def test_tile_index_loaded_from_an_array():
+    """A tile index read from an int32 array and widened (`blk = table[i].to(tl.int64)`, as a paged-attention kernel
+    reads its block table) slices with constant extents too; the rows of a block past x read as the fill, 0."""
+    @tl.jit
+    def k(x, table, y, B: tl.constexpr = 8):
+        for i in tl.grid(table.shape[0]):
+            blk = table[i].to(tl.int64)
+            y[i * B:(i + 1) * B, 0:4] = x[blk * B:(blk + 1) * B, 0:4] + 1.0
+    x = np.random.default_rng(3).standard_normal((30, 4)).astype(np.float32)
+    table = np.array([3, 0, 2, 2, 1], np.int32)
+    (_, _, yc), (_, _, yi) = both(k, x, table, np.zeros((40, 4), np.float32))
+    padded = np.concatenate([x, np.zeros((2, 4), np.float32)]).reshape(4, 8, 4)
+    np.testing.assert_array_equal(yc, padded[table].reshape(40, 4) + 1)
+    np.testing.assert_array_equal(yi, yc)
+
 def test_interpreter_keeps_float32_loads_and_constants_in_float32():
     """The interpreter once carried float32 loads and constants as float64 (cast() returned its float64 fill or
     constant unchanged when the types "matched"): `x * 0.1` then multiplied by 0.1 itself, not float32(0.1), and
