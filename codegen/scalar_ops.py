@@ -99,9 +99,10 @@ def floor_divmod(b, x, y) -> tuple[ir.Value, ir.Value]:
     div = b.select(apart, b.fsub(div, one), div)
     fd = floor(b, div)
     fd = b.select(b.fcmp_ordered(">", b.fsub(div, fd), half), b.fadd(fd, one), fd)
-    fd = b.select(b.fcmp_unordered("!=", div, zero), fd, copysign(zero, b.fdiv(x, y)))
+    xy = b.fdiv(x, y)
+    fd = b.select(b.fcmp_unordered("!=", div, zero), fd, copysign(zero, xy))
     y_zero = b.fcmp_ordered("==", y, zero)
-    return b.select(y_zero, b.fdiv(x, y), fd), b.select(y_zero, m, mod)
+    return b.select(y_zero, xy, fd), b.select(y_zero, m, mod)
 
 
 FMOD_BITS = 27  # an fmod step is exact while |x / y| < 2^28; each reduction step takes 27 bits off the quotient
@@ -116,34 +117,36 @@ def fmod_exact(b, x, y) -> ir.Value:
     f64 = like(x, F64)
     xd, yd = b.fpext(x, f64), b.fpext(y, f64)
 
-    def step(v, yd):
-        return b.fsub(v, b.fmul(intrinsic(b, f"llvm.trunc.{suffix(f64)}", f64, [b.fdiv(v, yd)]), yd))
+    def step(v, d, q):  # v - trunc(q) * d, q = v / d
+        return b.fsub(v, b.fmul(intrinsic(b, f"llvm.trunc.{suffix(f64)}", f64, [q]), d))
 
     def reduce(v):
-        i64s = like(x, I64)
-        exp = b.lshr(b.and_(b.bitcast(b.fdiv(v, yd), i64s), const_like(x, I64, 0x7FF0000000000000)),
+        q = b.fdiv(v, yd)
+        exp = b.lshr(b.and_(b.bitcast(q, like(x, I64)), const_like(x, I64, 0x7FF0000000000000)),
                      const_like(x, I64, 52))  # of |v / y|, biased
         s = b.sub(exp, const_like(x, I64, 1023 + FMOD_BITS))
         s = b.select(b.icmp_signed(">", s, const_like(x, I64, 0)), s, const_like(x, I64, 0))
-        scale = b.bitcast(b.shl(b.add(s, const_like(x, I64, 1023)), const_like(x, I64, 52)), f64)  # 2^s
-        return step(v, b.fmul(yd, scale))
-    q = fabs(b, b.fdiv(xd, yd))
-    big = b.and_(b.fcmp_ordered(">=", q, const_like(x, F64, 2.0 ** (FMOD_BITS + 1))),
-                 b.fcmp_ordered("<", q, const_like(x, F64, float("inf"))))
+        d = b.fmul(yd, b.bitcast(b.shl(b.add(s, const_like(x, I64, 1023)), const_like(x, I64, 52)), f64))  # y 2^s
+        return step(v, d, b.fdiv(v, d))
+    q = b.fdiv(xd, yd)
+    big = b.and_(b.fcmp_ordered(">=", fabs(b, q), const_like(x, F64, 2.0 ** (FMOD_BITS + 1))),
+                 b.fcmp_ordered("<", fabs(b, q), const_like(x, F64, float("inf"))))
     if isinstance(big.type, ir.VectorType):
         big = b.icmp_unsigned("!=", b.bitcast(big, ir.IntType(big.type.count)), ir.Constant(ir.IntType(big.type.count), 0))
+    plain = step(xd, yd, q)  # the result but for a quotient past 2^28
     pre = b.block
     with b.if_then(big, likely=False):
         v = xd
         for _ in range(-(-(127 + 149 - FMOD_BITS) // FMOD_BITS)):
             v = reduce(v)
+        v = step(v, yd, b.fdiv(v, yd))
         reduced = b.block
-    xr = b.phi(f64)
-    xr.add_incoming(xd, pre)
-    xr.add_incoming(v, reduced)
+    r = b.phi(f64)
+    r.add_incoming(plain, pre)
+    r.add_incoming(v, reduced)
     inf = const_like(x, F64, float("inf"))
     y_inf = b.and_(b.fcmp_ordered("==", fabs(b, yd), inf), b.fcmp_ordered("<", fabs(b, xd), inf))
-    return b.select(y_inf, xd, step(xr, yd))  # fmod(x, +-inf) = x for a finite x
+    return b.select(y_inf, xd, r)  # fmod(x, +-inf) = x for a finite x
 
 
 def fabs(b, x):

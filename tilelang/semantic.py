@@ -188,8 +188,7 @@ class Index(Tile):
         if isinstance(o, int) and not isinstance(o, bool) and o != 0 and all(c % o == 0 for c in self.terms.values()) \
                 and self.const % o == 0:
             return Index({v: c // o for v, c in self.terms.items()}, self.const // o)
-        r = super().__floordiv__(o)
-        return Index.atom(r.value) if r.dtype == dt.int64 and r.shape == () else r
+        return super().__floordiv__(o)  # (an int64 scalar result is an atom: `wrap`)
 
     def constant(self) -> int | None:
         return None if self.terms else self.const
@@ -218,7 +217,7 @@ def const_value(x, dtype: DType, shape=()) -> Value:
 
 
 def wrap(v: Value) -> Tile:
-    """A node's result as a Tile; an int64 scalar (`j = q // G`, `idx[i].to(tl.int64)`) as an affine index atom, so
+    """Every node's result as a Tile; an int64 scalar (`j = q // G`, `idx[i].to(tl.int64)`) as an affine index atom, so
     that slices computed from it, a[j * BN:(j + 1) * BN], have constant extents."""
     return Index.atom(v) if v.dtype == dt.int64 and v.shape == () else Tile(v)
 
@@ -335,7 +334,7 @@ def reshape(x: Tile, shape) -> Tile:
         raise CompileError(f"reshape can only add or remove size-1 dims: {x.shape} -> {shape}")
     if shape == x.shape:
         return x
-    return Tile(builder().value(Op.RESHAPE, Type(x.dtype, shape), (x.value,), arg=shape))
+    return wrap(builder().value(Op.RESHAPE, Type(x.dtype, shape), (x.value,), arg=shape))
 
 
 def transpose(x: Tile) -> Tile:
@@ -368,7 +367,7 @@ def reduce(kind: str, x, axis=None, keepdims=False) -> Tile:
     if kind == "sum" and (d == dt.bool_ or d == dt.int8):
         x, d = cast(x, dt.int32), dt.int32
     shape = x.shape[:axis] + ((1,) if keepdims else ()) + x.shape[axis + 1:]
-    return Tile(builder().value(Op.REDUCE, Type(d, shape), (x.value,), arg=(kind, axis, bool(keepdims))))
+    return wrap(builder().value(Op.REDUCE, Type(d, shape), (x.value,), arg=(kind, axis, bool(keepdims))))
 
 
 def dot(a, b, acc=None, b_layout=None) -> Tile:
@@ -480,7 +479,7 @@ def _access(t: Tensor, key, fill: float = 0.0) -> tuple[Access, list[Value]]:
 
 def load(t: Tensor, key, fill: float = 0.0) -> Tile:
     acc, starts = _access(t, key, fill)
-    return Tile(builder().value(Op.LOAD, Type(t.dtype, acc.extents), starts, arg=acc))
+    return wrap(builder().value(Op.LOAD, Type(t.dtype, acc.extents), starts, arg=acc))
 
 
 def store(t: Tensor, key, value) -> None:
