@@ -66,12 +66,23 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict, wt: bool = F
         ok = bool(np.allclose(got, ref, rtol=1e-2 if dtype != np.float32 else 1e-4, atol=1e-3 * np.sqrt(k)))
         t = interleaved(fns, rounds=3, pause=SETTLE_S, warmup=1)
     gf = flops / t["ours"] / 1e9
-    peak_name = "FMA" if dtype == np.float32 else "AMX bf16"
-    peak = peaks[(peak_name, nthreads)]
+    peak_name, peak = peak_of(name, m, peaks, nthreads)
     return Row("matmul", f"{m}x{n}x{k}" + (" b=w.T" if wt else ""), name, nthreads, t["ours"], gflops=gf,
                peak=f"{peak_name} peak {peak:,.0f}", pct_of_peak=100 * gf / peak if peak else None,
                peers={p: {"gflops": flops / t[p] / 1e9, "ratio": t[p] / t["ours"]} for p in fns if p != "ours"},
                config=used | ({"path": "packed"} if packed else {}), correct=ok)
+
+
+def peak_of(dtype: str, rows: int, peaks: dict, nthreads: int) -> tuple[str, float]:
+    """(name, GFLOP/s) of the peak a product of `dtype` operands is held against: that of the path its tl.dot takes
+    here (`ops.matmul.dot_path`): AMX, or the FMA peak (float32, and narrow inputs widened to float32 where the CPU
+    has no AMX), or twice it for vdpbf16ps (two products a float32 lane, AVX512-BF16 without AMX)."""
+    path = mm.dot_path(dtype, rows)
+    if path == "amx":
+        return "AMX bf16", peaks[("AMX bf16", nthreads)]
+    if path == "bf16":
+        return "2x FMA (vdpbf16ps)", 2 * peaks[("FMA", nthreads)]
+    return "FMA", peaks[("FMA", nthreads)]
 
 
 def measure_peaks(thread_counts) -> dict:

@@ -12,6 +12,7 @@ import csrc
 from autotune import Config
 from autotune.space import grid, spread
 from codegen import dtypes as dt
+from codegen.lower import STACK_LIMIT
 from ops import _tuned
 from ops import fp8_kernels as K
 from ops._checks import as_array, dtype_of, unit
@@ -28,16 +29,19 @@ BLOCKED_TILE = 1 << 17  # BM x BN at most with block scales: the scaled partial 
 
 
 def space_for(am: int, bmode: int, block: int) -> list[Config]:
-    """SPACE for these scale modes: block scales (modes 2, 3) fix BK = block, keep BM x BN <= BLOCKED_TILE,
-    and block x block scales need M (mode 3 of a) or N (mode 3 of b) tiles that divide the block."""
-    if am < 2 and bmode < 2:
-        return grid(SPACE)
-    s = {"BM": SPACE["BM"], "BN": SPACE["BN"], "BK": [block]}
+    """SPACE for these scale modes, less the tiles whose buffers pass the on-chip budget on this target's dot path
+    (`ops.matmul.dot_bytes`: 512 x 512 x 512 without AMX): block scales (modes 2, 3) fix BK = block, keep BM x BN <=
+    BLOCKED_TILE, and block x block scales need M (mode 3 of a) or N (mode 3 of b) tiles that divide the block."""
+    s = dict(SPACE)
+    if am >= 2 or bmode >= 2:
+        s["BK"] = [block]
     if am == 3:
         s["BM"] = [d for d in SPACE["BM"] if block % d == 0] or [16]
     if bmode == 3:
         s["BN"] = [d for d in SPACE["BN"] if block % d == 0] or [16]
-    return [c for c in grid(s) if c["BM"] * c["BN"] <= BLOCKED_TILE]
+    path = _mm.dot_path("float8_e4m3fn")
+    return [c for c in grid(s) if _mm.dot_bytes(path, c["BM"], c["BN"], c["BK"]) <= STACK_LIMIT
+            and (c["BM"] * c["BN"] <= BLOCKED_TILE or (am < 2 and bmode < 2))]
 
 
 def default_config(M: int, N: int, K: int, am: int, bmode: int, block: int, threads: int = 1) -> dict:

@@ -185,12 +185,22 @@ def packed_dot(ap, bp, z, i, j, k, BM, BN, BK, W):
                   b_layout="panels")
 
 
-# Configs of the pre-packed path (BM a multiple of 16, BN of PANEL_W, BK of 32) whose on-chip buffers fit
-# (the float32 accumulator and the dot's fallback packs). The tuner does not search them yet: the packed
-# operands' shapes depend on BM and BK, and a tuning run times one kernel on fixed arguments. The default
-# measured best of these at n = 2048, 1 and 2 threads.
+def dot_bytes(path: str, BM: int, BN: int, BK: int) -> int:
+    """On-chip bytes of one tl.dot of a (BM, BK) and a (BK, BN) tile into a float32 accumulator on `path`
+    (`dot_path`): the accumulator and the operands' packs, 2-byte A and B tiles on AMX and vdpbf16ps, A widened to
+    float32 and one B panel (at most 64 columns) on the FMA and portable paths. A kernel's tiles share
+    codegen.lower.STACK_LIMIT; configs past it are refused at compile time."""
+    if path in ("amx", "bf16"):
+        return 4 * BM * BN + 2 * (BM + BN) * BK
+    return 4 * (BM * BN + BM * BK + 64 * BK)
+
+
+# Configs of the pre-packed path (BM a multiple of 16, BN of PANEL_W, BK of 32) whose on-chip buffers fit on AMX,
+# the path that takes them. The tuner does not search them yet: the packed operands' shapes depend on BM and BK,
+# and a tuning run times one kernel on fixed arguments. The default measured best of these at n = 2048, 1 and 2
+# threads.
 PACKED_SPACE = [{"BM": m, "BN": n, "BK": k} for m in (64, 128, 256, 512) for n in (128, 256, 512, 1024)
-                for k in (128, 256, 512) if m * n * 4 + (m + n) * k * 2 <= 2 << 20]
+                for k in (128, 256, 512) if dot_bytes("amx", m, n, k) <= STACK_LIMIT]
 PACKED_DEFAULT = {"BM": 256, "BN": 512, "BK": 256}
 PACKED_QUANTA = {"BM": 32, "BN": PANEL_W, "BK": 32}  # whole 2 x 2 AMX blocks (the layout needs 16, 32, 32)
 PACKED_MIN = 1152  # M and N at least this, and K at least PACKED_MIN_K. One-off against per-program packing

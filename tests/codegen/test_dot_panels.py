@@ -22,6 +22,7 @@ import tilelang as tl
 from codegen import dot_pack
 from codegen.analysis import MICRO
 from codegen.dot import FMA_BLOCKS
+from codegen.lower import STACK_LIMIT
 from codegen.target import host_target
 from tests.codegen import test_dot
 from tests.codegen.test_analysis import counts_of
@@ -29,6 +30,7 @@ from tests.codegen.test_dot import _fresh, _np, _out, _rand, check
 from tests.lang.test_errors import check as check_error
 from tests.lang.test_errors import error_of
 from tests.ops.test_matmul import check as check_matmul
+from tilelang.errors import KernelError
 
 path = test_dot.path  # the fixture forcing a dot path
 mm_op = importlib.import_module("ops.matmul")  # the module (ops.matmul is also the function)
@@ -161,10 +163,13 @@ def _fma_nr() -> int:
 
 
 FMA_NR = _fma_nr()
+# panels other than NR wide, in multiples of 16 columns (the language's rule): NR / 2 and 3 NR / 2 with AVX-512
+# (NR = 64), 2 NR and 6 NR with AVX2 (NR = 16)
+OTHER_W = [w if w % 16 == 0 else 4 * w for w in (FMA_NR // 2, 3 * FMA_NR // 2)]
 IN_PLACE = [  # (path, dtype, M, W, K, in place)
     ("fma", "float32", 37, FMA_NR, 64, True),      # float32 panels exactly NR wide
-    ("fma", "float32", 37, FMA_NR // 2, 64, False),
-    ("fma", "float32", 37, 3 * FMA_NR // 2, 64, False),
+    ("fma", "float32", 37, OTHER_W[0], 64, False),
+    ("fma", "float32", 37, OTHER_W[1], 64, False),
     ("fma", "bfloat16", 37, FMA_NR, 64, False),    # k pairs to unpack
     ("portable", "float32", 37, 64, 64, False),    # 8-column panels: no 16-multiple W matches
     ("amx", "bfloat16", 37, 32, 64, True),         # K a multiple of 32
@@ -334,6 +339,14 @@ def test_matmul_packed_rejects_bad_configs(config):
 
 @pytest.mark.parametrize("config", mm_op.PACKED_SPACE, ids=lambda c: "{BM}x{BN}x{BK}".format(**c))
 def test_matmul_packed_every_config(config):
+    """Every config of the (AMX) space is right; on another dot path, one whose buffers pass the on-chip budget
+    there (ops.matmul.dot_bytes) is refused at its line instead."""
+    path = mm_op.dot_path("bfloat16")
+    if mm_op.dot_bytes(path, config["BM"], config["BN"], config["BK"]) > STACK_LIMIT:
+        with pytest.raises(KernelError, match="on-chip buffers") as e:
+            _packed_check(np.random.default_rng(9), 2, 67, 131, 139, config)
+        assert "matmul.py" in str(e.value)
+        return
     _packed_check(np.random.default_rng(9), 2, 67, 131, 139, config)
 
 
