@@ -19,7 +19,7 @@ from rich.table import Table
 import csrc
 import ops
 from autotune import probes
-from benchmarks.peers import threads, to_torch, torch_module
+from benchmarks.peers import threads, to_torch, too_slow, torch_matmul_rate, torch_module
 from benchmarks.report import Row, show
 from benchmarks.timing import interleaved
 from codegen import dtypes as dt
@@ -57,7 +57,10 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict, wt: bool = F
             fns[PER_PROGRAM] = lambda: ops.matmul(a, b, out=c_pp, config=cfg_pp)
         if dtype == np.float32:
             fns["numpy"] = lambda: np.matmul(a, b)
-        if torch is not None:
+        untimed = {}
+        if torch is not None and (skip := too_slow(torch_matmul_rate(torch, dtype), flops)) is not None:
+            untimed["torch"] = skip
+        elif torch is not None:
             ta, tb = to_torch(torch, a), (to_torch(torch, b.T).T if wt else to_torch(torch, b))
             fns["torch"] = lambda: torch.matmul(ta, tb)
         ops.matmul(a, b, out=c)
@@ -69,7 +72,8 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict, wt: bool = F
     peak_name, peak = peak_of(name, m, peaks, nthreads)
     return Row("matmul", f"{m}x{n}x{k}" + (" b=w.T" if wt else ""), name, nthreads, t["ours"], gflops=gf,
                peak=f"{peak_name} peak {peak:,.0f}", pct_of_peak=100 * gf / peak if peak else None,
-               peers={p: {"gflops": flops / t[p] / 1e9, "ratio": t[p] / t["ours"]} for p in fns if p != "ours"},
+               peers={**{p: {"gflops": flops / t[p] / 1e9, "ratio": t[p] / t["ours"]} for p in fns if p != "ours"},
+                      **untimed},
                config=used | ({"path": "packed"} if packed else {}), correct=ok)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 import ml_dtypes
 import numpy as np
@@ -38,6 +39,39 @@ def to_torch(torch, x: np.ndarray):
         store, name = _VIEWS[x.dtype]
         return torch.from_numpy(np.ascontiguousarray(x).view(store)).view(getattr(torch, name)).clone()
     return torch.from_numpy(np.ascontiguousarray(x)).clone()
+
+
+SLOW_PEER_S = 1.0  # a peer's call estimated to take longer than this is not timed; its rate on a small product is shown
+PROBE_N = 256  # the small product (n^3) that rate is measured on
+
+
+def torch_matmul_rate(torch, dtype) -> float:
+    """GFLOP/s of torch.matmul on a PROBE_N^3 product of `dtype` (NumPy's) at torch's current thread count, the
+    best of two calls after a warm-up. Where a dtype has no fast kernel (bfloat16 on a CPU without AVX-512: 0.7-1.2
+    GFLOP/s measured, on AMD Zen 3), a large product would take minutes a call: this tells the benchmarks in time."""
+    key = (np.dtype(dtype).str, torch.get_num_threads())
+    if key not in _RATES:
+        x = to_torch(torch, np.ones((PROBE_N, PROBE_N), dtype))
+        torch.matmul(x, x)
+        best = float("inf")
+        for _ in range(2):
+            t0 = time.perf_counter()
+            torch.matmul(x, x)
+            best = min(best, time.perf_counter() - t0)
+        _RATES[key] = 2.0 * PROBE_N ** 3 / best / 1e9
+    return _RATES[key]
+
+
+_RATES: dict = {}
+
+
+def too_slow(rate_gflops: float, flops: float) -> dict | None:
+    """None where a peer at `rate_gflops` would run `flops` within SLOW_PEER_S, else the row's entry for it: not
+    timed (ratio None), with the rate it was judged by."""
+    if flops / (rate_gflops * 1e9) <= SLOW_PEER_S:
+        return None
+    return {"gflops": rate_gflops, "ratio": None,
+            "note": f"not timed: {rate_gflops:,.1f} GFLOP/s on {PROBE_N}^3, over {SLOW_PEER_S:.0f} s a call here"}
 
 
 @contextlib.contextmanager

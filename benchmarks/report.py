@@ -18,7 +18,8 @@ class Row:
     gbps: float | None = None         # memory-bound ops
     peak: str = ""                    # what the % is of ("FMA peak 437", "copy bandwidth 27", ...)
     pct_of_peak: float | None = None
-    # name -> {"gflops"|"gbps": x, "ratio": theirs' seconds / ours, "pct_of_peak", "flop_per_joule", "watts_source"}
+    # name -> {"gflops"|"gbps": x, "ratio": theirs' seconds / ours, "pct_of_peak", "flop_per_joule", "watts_source"};
+    # a peer too slow to time here: {"gflops": its rate on a small product, "ratio": None, "note": why}
     peers: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     correct: bool | None = True       # checked against a reference before timing; None: priced, nothing ran
@@ -39,6 +40,8 @@ def _rate(d: dict) -> str:
 
 
 def _peer(name: str, p: dict) -> str:
+    if p.get("ratio") is None:
+        return f"{name} {p.get('note', 'not timed')}"
     extra = [_rate(p)]
     if p.get("pct_of_peak") is not None:
         extra.append(f"{p['pct_of_peak']:.0f}%")

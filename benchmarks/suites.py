@@ -220,7 +220,7 @@ def _matmul_measure(plan: Plan) -> list:
             for m, n, k in _matmul_cases(plan, name):
                 row = mb.case(m, n, k, dtype, plan.threads, peaks)
                 a, b = np.ones((m, k), dtype), np.ones((k, n), dtype)  # for the metered rerun
-                peer_s = {p: 2.0 * m * n * k / v["gflops"] / 1e9 for p, v in row.peers.items()}
+                peer_s = {p: 2.0 * m * n * k / v["gflops"] / 1e9 for p, v in row.peers.items() if v["ratio"] is not None}
                 engine = "matrix" if name != "float32" else "vector"
                 rows.append(finish(row, lambda a=a, b=b: ops.matmul(a, b), {(engine, name): 2.0 * m * n * k},
                                    limit=lim.compute(name), nbytes=(m * k + k * n + m * n) * np.dtype(dtype).itemsize,
