@@ -27,7 +27,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from benchmarks.report import Row, table
 from benchmarks.shapes import check_dtypes, parse_shapes
-from benchmarks.suites import SUITES, Plan, ShapeError, host_limits
+from benchmarks.suites import SUITES, Plan, ShapeError, host_limits, reprobed
 
 DEFAULT = ("core", "matmul", "fp8", "attention")
 FIELDS = ("op", "shape", "dtype", "target", "threads", "seconds", "gflops", "gbps", "pct_of_peak", "peak", "joules",
@@ -183,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
             except ShapeError as e:
                 p.error(str(e))
             progress.advance(task)
+    if acc is None and rows:
+        with console.status("probing the host's limits again"):
+            limits = reprobed(rows, limits)
+        console.print(f"limits, the higher of the probes before and after the rows: FMA f32 {limits.fma:,.0f} GFLOP/s, "
+                      f"copy {limits.copy:,.1f} GB/s" + (f", AMX bf16 {limits.amx:,.0f} GFLOP/s" if limits.amx else ""))
     elapsed = time.perf_counter() - started
     if acc is None:
         energy = "ours measured (RAPL), peers' modeled" if any(r.watts_source == "measured" for r in rows) else "modeled (no RAPL counters)"
