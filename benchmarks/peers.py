@@ -47,7 +47,7 @@ PROBE_N = 256  # the small product (n^3) that rate is measured on
 
 def torch_matmul_rate(torch, dtype) -> float:
     """GFLOP/s of torch.matmul on a PROBE_N^3 product of `dtype` (NumPy's) at torch's current thread count, the
-    best of two calls after a warm-up. Where a dtype has no fast kernel (bfloat16 on a CPU without AVX-512: 0.7-1.2
+    best of two calls after a warm-up. Where a dtype has no fast kernel (bfloat16 on a CPU without AVX-512: 0.7-1.3
     GFLOP/s measured, on AMD Zen 3), a large product would take minutes a call: this tells the benchmarks in time."""
     key = (np.dtype(dtype).str, torch.get_num_threads())
     if key not in _RATES:

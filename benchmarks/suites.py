@@ -70,9 +70,11 @@ def reprobed(rows: list[Row], before: Limits) -> Limits:
         for name, (old, new) in changed.items():
             if r.peak.startswith(name + " "):
                 r.peak = f"{name} {new:,.0f}"
-                for d in (r.__dict__, *r.peers.values()):
-                    if d.get("pct_of_peak") is not None:
-                        d["pct_of_peak"] *= old / new
+                if r.pct_of_peak is not None:
+                    r.pct_of_peak *= old / new
+                for p in r.peers.values():
+                    if p.get("pct_of_peak") is not None:
+                        p["pct_of_peak"] *= old / new
     return best
 
 
