@@ -128,6 +128,8 @@ class FunctionLowering:
         # tiles -> (the STORE of them, or of their only CAST; the nodes between the tile and the STORE; the CAST or None)
         self.result_stores: dict[Value, tuple] = {}
         self.loads: dict[Value, frozenset[Node]] = {}  # lazy tiles -> the LOAD nodes they are computed from
+        self.whole_loads: dict[Node, tuple] = {}  # plain-slice contiguous LOADs -> their addressing (_addressing)
+        self.plain_loads: dict[Node, ir.Value] = {}  # LOADs known wholly inside their array here -> tile corner
         self.direct: dict[Value, tuple[StoreTarget, ir.Value]] = {}  # DOT accumulators -> (target, i1 "last")
         self.stored: dict[Node, ir.Value] = {}  # STORE nodes -> i1: "a loop's last DOT already stored the value"
         self.scaled: dict[Node, tuple[Node, Node, Value]] = {}  # ADD -> (DOT, MUL, acc): see _scaled_accumulations
@@ -372,6 +374,10 @@ class FunctionLowering:
         align = nbytes(elem)
 
         def emit(b, idx, col, w):
+            corner = self.plain_loads.get(n)
+            if corner is not None:  # inside a store's branch where this tile lies wholly inside its array
+                off = _dot(b, [(i, stride) for i, (_, stride, _) in zip(idx, dims[:-1])] + [(col, i64(1))])
+                return from_mem(b, b.load(b.gep(corner, [off], source_etype=elem), typ=vec(elem, w), align=align), d)
             ptr, mask, contig = self._lanes(b, base, dims, valid, elem, idx, col, w, contiguous)
             passthru = splat(b, to_mem(b, fill, d) if d == dt.bool_ else fill, w)
             v = masked_load(b, ptr, mask, passthru, align) if contig else masked_gather(b, ptr, mask, passthru, align)
@@ -380,6 +386,8 @@ class FunctionLowering:
             self.env[n.result] = self.b.extract_element(emit(self.b, [], i64(0), 1), ir.Constant(I32, 0))
         else:
             self.env[n.result] = Lazy(emit, t_shape, d)
+            if contiguous and tuple(n.arg.extents) == tuple(t.shape):
+                self.whole_loads[n] = (base, dims, valid, elem, t.shape)
 
     def op_store(self, n: Node) -> None:
         value, where = n.srcs[0], (n.srcs[1:], n.arg.kept, n.arg.extents)
@@ -425,10 +433,19 @@ class FunctionLowering:
         if not (value.shape and contiguous and tuple(n.arg.extents) == tuple(value.shape)):
             self.each_vector(value.shape, body)
             return
-        # a tile wholly inside the array (one check per store) takes plain vector stores
+        # a tile wholly inside the array (one check per store) takes plain vector stores, and plain vector loads of
+        # the tiles it is computed from where those lie wholly inside theirs too (a second check): masked loads cost
+        # their masks' arithmetic each vector, and on AVX2 a slower load
         b = self.b
         ok = self._whole_tile(dims, valid, value.shape)
         corner = _corner(b, base, dims, elem)
+        lds = [ld for ld in self.loads.get(value, ()) if ld in self.whole_loads and ld not in self.plain_loads]
+        loads_ok, corners = None, {}
+        for ld in lds:
+            lbase, ldims, lvalid, lelem, lshape = self.whole_loads[ld]
+            inside = self._whole_tile(ldims, lvalid, lshape)
+            loads_ok = inside if loads_ok is None else b.and_(loads_ok, inside)
+            corners[ld] = _corner(b, lbase, ldims, lelem)
 
         def plain(idx, col, w):
             off = _dot(b, [(i, stride) for i, (_, stride, _) in zip(idx, dims[:-1])] + [(col, i64(1))])
@@ -436,7 +453,17 @@ class FunctionLowering:
             b.store(v, b.gep(corner, [off], source_etype=elem), align=align)
         with b.if_else(ok, likely=True) as (then, otherwise):
             with then:
-                self.each_vector(value.shape, plain)
+                if loads_ok is None:
+                    self.each_vector(value.shape, plain)
+                else:
+                    with b.if_else(loads_ok, likely=True) as (inner, masked):
+                        with inner:
+                            self.plain_loads.update(corners)
+                            self.each_vector(value.shape, plain)
+                            for ld in corners:
+                                del self.plain_loads[ld]
+                        with masked:
+                            self.each_vector(value.shape, plain)
             with otherwise:
                 self.each_vector(value.shape, body)
 
