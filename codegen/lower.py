@@ -439,7 +439,8 @@ class FunctionLowering:
         b = self.b
         ok = self._whole_tile(dims, valid, value.shape)
         corner = _corner(b, base, dims, elem)
-        lds = [ld for ld in self.loads.get(value, ()) if ld in self.whole_loads and ld not in self.plain_loads]
+        feeding = self.loads.get(value, frozenset())
+        lds = [ld for ld in self.whole_loads if ld in feeding and ld not in self.plain_loads]  # (in program order)
         loads_ok, corners = None, {}
         for ld in lds:
             lbase, ldims, lvalid, lelem, lshape = self.whole_loads[ld]
