@@ -43,6 +43,7 @@ def to_torch(torch, x: np.ndarray):
 
 SLOW_PEER_S = 1.0  # a peer's call estimated to take longer than this is not timed; its rate on a small product is shown
 PROBE_N = 256  # the small product (n^3) that rate is measured on
+_RATES: dict = {}  # (dtype, threads) -> torch_matmul_rate's GFLOP/s
 
 
 def torch_matmul_rate(torch, dtype) -> float:
@@ -60,9 +61,6 @@ def torch_matmul_rate(torch, dtype) -> float:
             best = min(best, time.perf_counter() - t0)
         _RATES[key] = 2.0 * PROBE_N ** 3 / best / 1e9
     return _RATES[key]
-
-
-_RATES: dict = {}
 
 
 def too_slow(rate_gflops: float, flops: float) -> dict | None:

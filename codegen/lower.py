@@ -129,7 +129,7 @@ class FunctionLowering:
         self.result_stores: dict[Value, tuple] = {}
         self.loads: dict[Value, frozenset[Node]] = {}  # lazy tiles -> the LOAD nodes they are computed from
         self.whole_loads: dict[Node, tuple] = {}  # plain-slice contiguous LOADs -> their addressing (_addressing)
-        self.plain_loads: dict[Node, ir.Value] = {}  # LOADs known wholly inside their array here -> tile corner
+        self.plain_loads: dict[Node, ir.Value] = {}  # LOADs wholly inside their array in the code being emitted -> corner
         self.direct: dict[Value, tuple[StoreTarget, ir.Value]] = {}  # DOT accumulators -> (target, i1 "last")
         self.stored: dict[Node, ir.Value] = {}  # STORE nodes -> i1: "a loop's last DOT already stored the value"
         self.scaled: dict[Node, tuple[Node, Node, Value]] = {}  # ADD -> (DOT, MUL, acc): see _scaled_accumulations
@@ -440,10 +440,10 @@ class FunctionLowering:
         ok = self._whole_tile(dims, valid, value.shape)
         corner = _corner(b, base, dims, elem)
         feeding = self.loads.get(value, frozenset())
-        lds = [ld for ld in self.whole_loads if ld in feeding and ld not in self.plain_loads]  # (in program order)
         loads_ok, corners = None, {}
-        for ld in lds:
-            lbase, ldims, lvalid, lelem, lshape = self.whole_loads[ld]
+        for ld, (lbase, ldims, lvalid, lelem, lshape) in self.whole_loads.items():  # (in program order)
+            if ld not in feeding:
+                continue
             inside = self._whole_tile(ldims, lvalid, lshape)
             loads_ok = inside if loads_ok is None else b.and_(loads_ok, inside)
             corners[ld] = _corner(b, lbase, ldims, lelem)
@@ -459,10 +459,9 @@ class FunctionLowering:
                 else:
                     with b.if_else(loads_ok, likely=True) as (inner, masked):
                         with inner:
-                            self.plain_loads.update(corners)
+                            self.plain_loads = corners
                             self.each_vector(value.shape, plain)
-                            for ld in corners:
-                                del self.plain_loads[ld]
+                            self.plain_loads = {}
                         with masked:
                             self.each_vector(value.shape, plain)
             with otherwise:

@@ -129,8 +129,9 @@ def fmod_exact(b, x, y) -> ir.Value:
         d = b.fmul(yd, b.bitcast(b.shl(b.add(s, const_like(x, I64, 1023)), const_like(x, I64, 52)), f64))  # y 2^s
         return step(v, d, b.fdiv(v, d))
     q = b.fdiv(xd, yd)
-    big = b.and_(b.fcmp_ordered(">=", fabs(b, q), const_like(x, F64, 2.0 ** (FMOD_BITS + 1))),
-                 b.fcmp_ordered("<", fabs(b, q), const_like(x, F64, float("inf"))))
+    aq = fabs(b, q)
+    big = b.and_(b.fcmp_ordered(">=", aq, const_like(x, F64, 2.0 ** (FMOD_BITS + 1))),
+                 b.fcmp_ordered("<", aq, const_like(x, F64, float("inf"))))
     if isinstance(big.type, ir.VectorType):
         big = b.icmp_unsigned("!=", b.bitcast(big, ir.IntType(big.type.count)), ir.Constant(ir.IntType(big.type.count), 0))
     plain = step(xd, yd, q)  # the result but for a quotient past 2^28

@@ -3,6 +3,7 @@ timed: its row says so and the rate it was judged by, and no ratio is made up fr
 import json
 
 import numpy as np
+from rich.console import Console
 
 from benchmarks import cli, peers
 from benchmarks import matmul as mb
@@ -30,7 +31,6 @@ def test_too_slow_is_judged_by_the_estimated_call():
 def test_an_untimed_peer_is_shown_as_such():
     row = Row("matmul", "8x8x8", "bfloat16", 1, 1e-3, gflops=1.0,
               peers={"torch": peers.too_slow(0.5, 1e12), "numpy": {"gflops": 2.0, "ratio": 0.5}})
-    from rich.console import Console
     console = Console(width=300, record=True)
     console.print(table([row], "t"))
     text = console.export_text()

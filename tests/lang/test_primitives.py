@@ -284,6 +284,7 @@ def test_tile_index_loaded_from_an_array():
     np.testing.assert_array_equal(yc, padded[table].reshape(40, 4) + 1)
     np.testing.assert_array_equal(yi, yc)
 
+
 def test_interpreter_keeps_float32_loads_and_constants_in_float32():
     """The interpreter once carried float32 loads and constants as float64 (cast() returned its float64 fill or
     constant unchanged when the types "matched"): `x * 0.1` then multiplied by 0.1 itself, not float32(0.1), and
