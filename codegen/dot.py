@@ -37,6 +37,7 @@ from codegen.dot_pack import (
     pack_panel,
     pack_panel_t,
     pack_rows,
+    pack_tile,
     panels_of,
     source_of,
     with_loader,
@@ -49,6 +50,14 @@ from codegen.tiles import Buf
 # (AVX-512: 32 zmm registers; AVX2 and 16-byte vectors: 16 registers).
 FMA_BLOCKS = {16: (6, 4), 8: (6, 2), 4: (6, 2)}
 FMA_UNROLL = 4
+# B tiles packed whole, row by row, where their float32 panels take at most this many bytes, by lanes of the FMA
+# path; else a panel at a time. Packing one 16-column panel reads a 64-byte piece of each of K rows, B rows apart: on
+# AVX2 (AMD Zen 3, 512 KiB L2) that took 43% of a 64 x 4096 x 4096 product (perf, 1 thread). One-off, whole tiles of
+# BN = 64-128 (ops.matmul.FMA8_DEFAULTS) against panels at their best tiles (256^3), 1 / 2 threads: n = 1024
+# 1.07-1.13x / 1.06-1.13x, n = 2048 1.19-1.24x / 1.03-1.07x; the same 512 x 128 x 256 tiles packed by panel 0.89x
+# whole; a whole 256 x 256 tile (256 KiB) level with panels. AVX-512 (the Xeon of the earlier sessions) not measured
+# with it: packs per panel.
+WHOLE_B_BYTES = {8: 256 << 10}
 STREAM_CHUNK = 8  # k-steps per chunk of a streamed (few-row) dot: 4-64 measured alike on the dev machine
 NARROW = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
 # narrow (bfloat16, FP8, int8) dots of at most this many rows take the FMA path, which reads B in place. One-off,
@@ -166,23 +175,19 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
         rows, cols = (K, M) if sa.transposed else (M, K)
         with_loader(fl, sa, lambda ld: pack_rows(fl, ld, converter(b, sa.dtype, out), a_ptr, acc_t, rows=rows,
                                                  cols=cols, dst_rs=cols, w=V))
-    # B: one NR-column panel (k-major) at a time, packed just before its micro-kernels run: the buffer
-    # stays in L1/L2 and the panel's source rows are read once
-    Bp = fl.alloca((K * NR,), out, n.loc).ptr
     C = out_buffer(fl, n, acc)
     loops = {"M": M, "N": N, "steps": K, "NV": NV, "unroll": FMA_UNROLL, "a_ptr": a_ptr, "a_rs": a_rs,
              "a_ks": a_ks, "c_ptr": C.ptr, "init_zero": acc is None}
     scheme = fma_scheme(V, acc_t)
     if n.arg == "panels":
+        Bp = fl.alloca((K * NR,), out, n.loc).ptr
         pack_b = _panels_b(fl, panels_of(fl, n.srcs[1]), Bp, out, acc_t, K=K, V=V, NV=NV)
         block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
         return C
-    pack = pack_panel_t if sb.transposed else pack_panel
     cvt = converter(b, sb.dtype, out)
     sb.resolve()
-
-    def pack_b(p, ncols):
-        with_loader(fl, sb, lambda ld: pack(fl, ld, cvt, Bp, acc_t, p, ncols, K=K, V=V, NV=NV))
+    packed_loops = _packed_b(fl, n, sb, scheme, loops, cvt, MR=MR,
+                             whole=M >= MR and not sb.transposed and whole_b(V, K, N))
 
     if M <= MR and sb.from_array and not sb.transposed:
         # GEMV-like: every B element is used once, so a tile whose k rows lie in the array streams B in place,
@@ -198,7 +203,7 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
                 stream_loops(b, _widening(fl, scheme, sb.dtype, out, cvt), chunk=STREAM_CHUNK, b_ptr=base, b_rs=rs,
                              cols=cols, **{**loops, "unroll": unroll})
             with otherwise:
-                block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
+                packed_loops()
         return C
     if M <= MR and sb.from_array and sb.transposed and a_ks == 1:
         # GEMV-like with B given as its transpose W (N x K, e.g. x @ w.T): dot products along W's rows, read in
@@ -210,10 +215,42 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
                 rowdot_loops(b, _widening(fl, scheme, sb.dtype, out, cvt), M=M, N=N, K=K, a_ptr=a_ptr, a_rs=a_rs,
                              w_ptr=base, w_rs=rs, c_ptr=C.ptr, init_zero=acc is None, rows=rows, cols=cols)
             with otherwise:
-                block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
+                packed_loops()
         return C
-    block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
+    packed_loops()
     return C
+
+
+def _packed_b(fl, n: Node, sb, scheme: Scheme, loops: dict, cvt, *, MR: int, whole: bool):
+    """`emit()` of block_loops over B packed on chip, its buffer allocated now: with `whole` (a B that is not a
+    transpose), the whole tile row by row before the micro-kernels (`dot_pack.pack_tile`), else one NR-column panel
+    (k-major) at a time just before its micro-kernels run (the buffer stays in L1, the panel's rows are read once)."""
+    b, acc_t, out = fl.b, scheme.acc_t, n.result.dtype
+    K, N, V, NV = loops["steps"], loops["N"], scheme.V, loops["NV"]
+    NR = NV * V
+    if whole:
+        Bw = fl.alloca((-(-N // NR) * K * NR,), out, n.loc).ptr
+
+        def emit_whole():
+            with_loader(fl, sb, lambda ld: pack_tile(fl, ld, cvt, Bw, acc_t, K=K, N=N, V=V, NV=NV))
+            block_loops(b, scheme, MR=MR, b_ptr=Bw, b_step=NR, **loops)
+        return emit_whole
+    Bp = fl.alloca((K * NR,), out, n.loc).ptr
+    pack = pack_panel_t if sb.transposed else pack_panel
+
+    def pack_b(p, ncols):
+        with_loader(fl, sb, lambda ld: pack(fl, ld, cvt, Bp, acc_t, p, ncols, K=K, V=V, NV=NV))
+
+    def emit_panels():
+        block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
+    return emit_panels
+
+
+def whole_b(V: int, K: int, N: int) -> bool:
+    """Whether the FMA dot at V lanes packs a K x N B tile (not a transpose) whole, row by row, before its
+    micro-kernels (`dot_pack.pack_tile`), rather than one panel at a time just before each panel's."""
+    NR = FMA_BLOCKS.get(V, (4, 2))[1] * V
+    return 4 * K * -(-N // NR) * NR <= WHOLE_B_BYTES.get(V, 0)
 
 
 def _widening(fl, scheme: Scheme, src: dt.DType, out: dt.DType, cvt) -> Scheme:

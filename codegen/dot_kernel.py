@@ -307,6 +307,10 @@ def stream_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, chun
 
 
 ROWDOT_ACCS = 16  # accumulator vectors of a few-row dot with a transposed B (rows of W per block: this // M, at most 8)
+# Lane counts at which that dot prefetches the next block's rows of W as it goes: AVX-512 (the Xeon). On AVX2 (AMD Zen
+# 3) the prefetches measured 0.70-0.84x of none (one-off, M = 1, K = 4096, N = 4096 / 11008, 1 / 2 threads; once per
+# 64 bytes instead of per vector 0.75-0.78x); without them 0.95-1.03x NumPy.
+ROWDOT_AHEAD_LANES = (16,)
 
 
 def rowdot_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, K: int, a_ptr: ir.Value, a_rs, w_ptr: ir.Value,
@@ -335,13 +339,14 @@ def rowdot_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, K: int, a_ptr: i
         return _load(b, ptr, vec(s.b_elem, 64), None, nbytes(s.b_elem))
 
     def block(n0, r: int, edge: bool) -> None:
-        """C[:, n0 : n0 + r] from rows n0 .. n0 + r - 1 of W; the same columns of the next block's rows prefetched
-        meanwhile (each row of W is a short run of its own, which the hardware prefetchers pick up late)."""
+        """C[:, n0 : n0 + r] from rows n0 .. n0 + r - 1 of W; at ROWDOT_AHEAD_LANES the same columns of the next
+        block's rows prefetched meanwhile (each row of W is a short run of its own, which the Xeon's hardware
+        prefetchers pick up late)."""
         w_rows = [b.gep(w_ptr, [b.mul(b.add(n0, i64(j)), w_rs)], source_etype=s.b_elem) for j in range(r)]
         next_rows = [b.gep(w, [b.mul(w_rs, i64(r))], source_etype=s.b_elem) for w in w_rows]
 
         def ahead(k):
-            for w in next_rows:
+            for w in next_rows if V in ROWDOT_AHEAD_LANES else ():
                 prefetch(b, b.gep(w, [k], source_etype=s.b_elem))
 
         def step(k, accs, mask):

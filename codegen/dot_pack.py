@@ -324,6 +324,29 @@ def pack_panel(fl, load: Loader, cvt, dst, dst_t, p, ncols: int, *, K: int, V: i
             store(b, x, dst, dst_t, b.add(base, i64(v * V)))
 
 
+def pack_tile(fl, load: Loader, cvt, dst, dst_t, *, K: int, N: int, V: int, NV: int) -> None:
+    """All FMA B panels of a K x N source at once, row by row: dst[p*K*NR + k*NR + c] = cvt(src[k, p*NR + c]),
+    the ragged last panel's last vector zero-padded. Each source row is read as one run of N elements (a panel
+    at a time reads one NR-column piece of every row)."""
+    b = fl.b
+    NR = NV * V
+    full, rem = divmod(N, NR)
+
+    def piece(k, p, ncols):
+        """Row k's ncols columns of panel p (an i64 value) into the panel."""
+        base = b.add(b.mul(p, i64(K * NR)), b.mul(k, i64(NR)))
+        for v in range(-(-ncols // V)):
+            w = min(V, ncols - v * V)
+            x = pad(b, cvt(load(b, k, b.add(b.mul(p, i64(NR)), i64(v * V)), w)), V)
+            store(b, x, dst, dst_t, b.add(base, i64(v * V)))
+
+    def row(k):
+        _loop(b, full, "tp", lambda p: piece(k, p, NR))
+        if rem:
+            piece(k, i64(full), rem)
+    _loop(b, K, "tk", row)
+
+
 def pack_panel_t(fl, load: Loader, cvt, dst, dst_t, p, ncols: int, *, K: int, V: int, NV: int) -> None:
     """FMA B panel p from an N x K source (B = src.T), through V x V register transposes."""
     b = fl.b
@@ -448,5 +471,6 @@ def zero_rows(fl, dst, dst_t, *, start: int, stop: int, row_len: int, w: int) ->
         zero_fill(fl.b, dst, dst_t, start * row_len, (stop - start) * row_len, w)
 
 
-__all__ = ["Source", "source_of", "Panels", "panels_of", "with_loader", "pack_rows", "pack_panel", "pack_panel_t", "pack_vnni",
-           "pack_vnni_t", "in_place_or_packed", "Vnni", "zero_rows", "pad", "interleave", "transpose"]
+__all__ = ["Source", "source_of", "Panels", "panels_of", "with_loader", "pack_rows", "pack_panel", "pack_tile",
+           "pack_panel_t", "pack_vnni", "pack_vnni_t", "in_place_or_packed", "Vnni", "zero_rows", "pad", "interleave",
+           "transpose"]

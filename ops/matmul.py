@@ -17,7 +17,7 @@ import csrc
 import tilelang as tl
 from autotune.space import bucket, fit, fit_even, spread
 from codegen import dtypes as dt
-from codegen.dot import FEW_ROWS, choose_path
+from codegen.dot import FEW_ROWS, FMA_BLOCKS, choose_path, whole_b
 from codegen.lower import STACK_LIMIT
 from ops import _tuned
 from ops._checks import as_array, check_out, dtype_of, overlaps, reshaped_view
@@ -29,6 +29,16 @@ DEFAULTS = {  # tile sizes per input dtype until the tuner has something better 
     "bfloat16": {"BM": 512, "BN": 512, "BK": 256, "ORDER": "ij"},
     "float16": {"BM": 256, "BN": 256, "BK": 256, "ORDER": "ij"},
 }
+# Where the dot runs on the FMA path at 8 float32 lanes (AVX2) and packs its B tiles whole (codegen.dot.WHOLE_B_BYTES),
+# tall and narrow tiles: a 512 x 128 accumulator, the 128-column B tile packed whole (128 KiB) and read by 86 row
+# blocks. One-off on AMD Zen 3 against 256^3 tiles packed by panel (1 / 2 threads): n = 1024 1.08x / 1.10x, n = 2048
+# 1.24x / 1.07x; BN 64-128 at BM 256-512 within noise of each other, 512 x 256 x 128 0.85-0.96x of these.
+FMA8_DEFAULTS = {"BM": 512, "BN": 128, "BK": 256, "ORDER": "ij"}
+# and for products of at most FMA8_SHORT_ROWS rows (decode-like, more than STREAM_ROWS), B tiles as wide and shallow
+# as that budget allows: each row's piece a whole 4 KiB page. One-off, K = N = 4096 against FMA8_DEFAULTS (1 / 2
+# threads): M = 16 1.07-1.10x / 1.18x, M = 32 1.02x / 1.09x; M = 64 0.94x / 0.92x
+FMA8_SHORT = {"BN": 1024, "BK": 64}
+FMA8_SHORT_ROWS = 32
 FIT_QUANTA = {"BM": 32, "BN": 32, "BK": 32}  # fitted tile sizes are multiples of these (a 2 x 2 AMX block, k-step)
 # Tiles of the FMA dot (float32, float16 widened: no tile blocks or k-step, any size) are split evenly, growing up to
 # this much where that pads less. One-off (a script outside the tree), float32 against `fitted` in multiples of 16,
@@ -37,6 +47,10 @@ FIT_QUANTA = {"BM": 32, "BN": 32, "BK": 32}  # fitted tile sizes are multiples o
 # (a ragged last tile, 0.8% padding) measured 0.88x 256: an even split beats a near one.
 FMA_GROW = 1.25
 FMA_GROWN_BYTES = STACK_LIMIT * 3 // 4  # grown tiles whose buffers would pass this keep their size
+# Column tiles are split in whole micro-kernel panels where those are at most this wide (AVX2: 16 columns): a tile
+# ending in a ragged panel of a few columns runs a whole panel's micro-kernels for them. One-off on AMD Zen 3, n =
+# 2064 (1 thread): 129-column tiles (8 panels and 1 column) 0.83x NumPy, 128 or 160 columns 0.89-0.90x
+PANEL_QUANTUM = 16
 
 
 def fitted(cfg: dict, M: int, N: int, K: int, quanta: dict = FIT_QUANTA) -> dict:
@@ -63,10 +77,16 @@ def fitted_fma(cfg: dict, M: int, N: int, K: int, threads: int = 1, batch: int =
 
 @functools.lru_cache(maxsize=4096)  # (on every launch of matmul_kernel)
 def _fma_split(bm: int, bn: int, bk: int, M: int, N: int, K: int) -> tuple[int, int, int]:
+    V = fma_lanes()
+    q = V * FMA_BLOCKS.get(V, (4, 2))[1]
+    q = q if q <= PANEL_QUANTUM and bn >= q else 1
+
     def split(grow):
-        return fit_even(bm, M, grow=grow), fit_even(bn, N, grow=grow), fit_even(bk, K, grow=grow)
+        return fit_even(bm, M, grow=grow), fit_even(-(-bn // q), -(-N // q), grow=grow) * q, fit_even(bk, K, grow=grow)
     m, n, k = split(FMA_GROW)
-    return (m, n, k) if 4 * (m * n + m * k + (64 if m >= 6 else n) * k) <= FMA_GROWN_BYTES else split(1.0)
+    size = dot_bytes("fma", m, n, k) if m >= 6 else 4 * (m * n + m * k + n * k)  # (a few-row dot: panels as wide as B)
+    kept = whole_b(V, k, n) or not whole_b(V, bk, bn)  # (a B tile packed whole stays so)
+    return (m, n, k) if size <= FMA_GROWN_BYTES and kept else split(1.0)
 
 
 @tl.jit
@@ -187,12 +207,22 @@ def packed_dot(ap, bp, z, i, j, k, BM, BN, BK, W):
 
 def dot_bytes(path: str, BM: int, BN: int, BK: int) -> int:
     """On-chip bytes of one tl.dot of a (BM, BK) and a (BK, BN) tile into a float32 accumulator on `path`
-    (`dot_path`): the accumulator and the operands' packs, 2-byte A and B tiles on AMX and vdpbf16ps, A widened to
-    float32 and one B panel (at most 64 columns) on the FMA and portable paths. A kernel's tiles share
+    (`dot_path`) on the current target: the accumulator and the operands' packs, 2-byte A and B tiles on AMX and
+    vdpbf16ps, A widened to float32 and B's float32 panels on the FMA and portable paths (the whole tile where the
+    dot packs it whole, codegen.dot.whole_b, else one panel of at most 64 columns). A kernel's tiles share
     codegen.lower.STACK_LIMIT; configs past it are refused at compile time."""
     if path in ("amx", "bf16"):
         return 4 * BM * BN + 2 * (BM + BN) * BK
-    return 4 * (BM * BN + BM * BK + 64 * BK)
+    V = fma_lanes(path)
+    NR = FMA_BLOCKS.get(V, (4, 2))[1] * V
+    panels = BK * -(-BN // NR) * NR if whole_b(V, BK, BN) else 64 * BK
+    return 4 * (BM * BN + BM * BK + panels)
+
+
+def fma_lanes(path: str = "fma") -> int:
+    """float32 lanes per vector of the FMA ("fma") or portable micro-kernel on the current target."""
+    lanes = codegen_options(current_target()).get("vector_bytes", 16) // 4
+    return lanes if path == "fma" else min(lanes, 4)
 
 
 # Configs of the pre-packed path (BM a multiple of 16, BN of PANEL_W, BK of 32) whose on-chip buffers fit on AMX,
@@ -310,15 +340,19 @@ def tuned_config(dtype: str, a3, b3, c3) -> dict:
 
 
 def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1, batch: int = 1, bt: bool = False) -> dict:
-    """The defaults of DEFAULTS, with the M tile shrunk to the next power of two for short M (decode-like
-    shapes: M = 1 would otherwise compute a whole BM-row tile of padding). A product of at most STREAM_ROWS
-    rows (GEMV-like) on the FMA path streams B from memory: one column block per thread, so each streams the
-    longest row runs (measured at M = 1, K = N = 4096: 256-column blocks 0.65x NumPy, whole rows 1.0x); with a
-    column-major B (`bt`: x @ w.T) the runs are rows of w, whole up to ROWS_BK.
+    """The defaults of DEFAULTS (FMA8_DEFAULTS, and FMA8_SHORT for short M, where the dot runs on the FMA path at
+    8 lanes), with the M tile shrunk to the next power of two for short M (decode-like shapes: M = 1 would
+    otherwise compute a whole BM-row tile of padding). A product of at most STREAM_ROWS rows (GEMV-like) on the
+    FMA path streams B from memory: one column block per thread, so each streams the longest row runs (measured
+    at M = 1, K = N = 4096: 256-column blocks 0.65x NumPy, whole rows 1.0x); with a column-major B (`bt`:
+    x @ w.T) the runs are rows of w, whole up to ROWS_BK.
     Otherwise the tiles shrink until every thread has a program of the `batch` products (`spread`)."""
-    cfg = dict(DEFAULTS[dtype])
+    fma8 = dot_path(dtype) == "fma" and fma_lanes() == 8
+    cfg = dict(FMA8_DEFAULTS if fma8 else DEFAULTS[dtype])
     if M < cfg["BM"]:
         cfg["BM"] = bucket(M)
+    if fma8 and STREAM_ROWS < M <= FMA8_SHORT_ROWS:
+        cfg.update(FMA8_SHORT)
     if M <= STREAM_ROWS and dot_path(dtype, M) in ("fma", "portable"):  # (N's bucket: ops._tuned caches per bucket)
         cfg["BN"] = max(cfg["BN"], min(STREAM_BN, bucket(-(-bucket(N) // max(1, threads)))))
         if bt:

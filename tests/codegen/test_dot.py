@@ -13,6 +13,8 @@ that grows with K; int8 results must be exact.
 """
 from __future__ import annotations
 
+import re
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -104,7 +106,7 @@ SIGNATURE = {"fma": "vfmadd", "portable": "vfmadd", "avx2": "vfmadd",
              "bf16": {"bfloat16": "vdpbf16ps", "float8_e4m3fn": "vdpbf16ps"}}
 CASES = [("fma", "float32"), ("fma", "bfloat16"), ("fma", "float16"), ("fma", "int8"), ("fma", "float8_e4m3fn"),
          ("portable", "float32"), ("portable", "bfloat16"), ("portable", "int8"),
-         ("avx2", "float32"),
+         ("avx2", "float32"), ("whole", "float32"), ("whole", "int8"), ("panel", "float32"), ("panel", "bfloat16"),
          ("amx", "bfloat16"), ("amx", "int8"), ("amx", "float8_e5m2"),
          ("bf16", "bfloat16"), ("bf16", "float8_e4m3fn")]
 
@@ -124,7 +126,12 @@ def path(request, monkeypatch):
         import codegen.dot as dot
         monkeypatch.setattr(dot, "fma_lanes", lambda fl, p: min(fl.vlen, 8))
         monkeypatch.setattr(tc, "codegen_options", lambda t: {**opts(t), "fma_lanes": 8})
-    knob = {"bf16": "auto", "avx2": "fma"}.get(name, name)  # ("auto": what the host picks)
+    if name in ("whole", "panel"):  # the FMA path's B tiles packed whole (any size) or panel by panel (none whole)
+        from codegen import dot
+        budget = {"whole": {v: 1 << 40 for v in dot.FMA_BLOCKS}, "panel": {}}[name]
+        monkeypatch.setattr(dot, "WHOLE_B_BYTES", budget)
+        monkeypatch.setattr(tc, "codegen_options", lambda t: {**opts(t), "b_pack": name})
+    knob = {"bf16": "auto", "avx2": "fma", "whole": "fma", "panel": "fma"}.get(name, name)  # ("auto": the host's)
     with tl.config.scope(dot=knob):
         yield name
 
@@ -245,7 +252,8 @@ def test_few_rows_read_b_in_place(path, dtype, bt, BM, BN, BK):
 
 
 @pytest.mark.parametrize("path,dtype", [("fma", "float32"), ("portable", "float32"), ("amx", "bfloat16"),
-                                        ("amx", "int8"), ("bf16", "bfloat16"), ("fma", "bfloat16")],
+                                        ("amx", "int8"), ("bf16", "bfloat16"), ("fma", "bfloat16"),
+                                        ("whole", "float32"), ("panel", "float32")],
                          indirect=["path"])
 def test_transposed_operands(path, dtype):
     """tl.dot(a, b.T) and tl.dot(a.T, b) with the transpose taken of loaded tiles; tile sizes whose whole
@@ -314,6 +322,20 @@ def test_path_runs_its_instructions(path, dtype):
     assert sig in asm
     if path == "portable":   # 16-byte vectors only in the micro-kernel
         assert "vfmadd231ps\t%zmm" not in asm and "vfmadd231ps\t%ymm" not in asm
+
+
+@pytest.mark.parametrize("path", ["whole", "panel"], indirect=True)
+def test_b_packed_whole_or_by_panel(path):
+    """The FMA dot packs B whole, row by row (pack_tile's loops "tk" / "tp"), where WHOLE_B_BYTES allows, else
+    panel by panel (pack_panel's "pk"); a transposed B is always packed by panel."""
+    rng = np.random.default_rng(5)
+    a, b = _rand(rng, (64, 64), "float32"), _rand(rng, (64, 64), "float32")
+
+    def loops(kernel):
+        llvm = _fresh(kernel).inspect(a, b, _out(64, 64, "float32"), BM=64, BN=64, BK=64)["llvm_ir"]
+        return bool(re.search(r'^"?t[kp]\.', llvm, re.MULTILINE)), bool(re.search(r'^"?pk\.', llvm, re.MULTILINE))
+    assert loops(mm) == (path == "whole", path == "panel")
+    assert loops(mm_bt)[0] is False
 
 
 def test_auto_picks_the_best_path():

@@ -27,6 +27,19 @@ def packed_min(monkeypatch):
     _tuned.clear()
 
 
+@pytest.fixture
+def lanes(request, monkeypatch):
+    """The float32 lanes of the FMA path that the tile arithmetic (defaults, even splits, buffer budgets) assumes
+    for the test, whatever the host has: 16 (AVX-512) or 8 (AVX2, where FMA8_DEFAULTS and whole panels apply).
+    The kernels still compile for the host."""
+    monkeypatch.setattr(mm, "fma_lanes", lambda path="fma": request.param if path == "fma" else min(request.param, 4))
+    mm._fma_split.cache_clear()
+    _tuned.clear()
+    yield request.param
+    mm._fma_split.cache_clear()
+    _tuned.clear()
+
+
 def tol(k):
     return dict(rtol=1e-5, atol=2e-6 * max(k, 1))
 
@@ -135,10 +148,11 @@ def test_streamed_products_take_a_column_block_per_thread(n, threads, batch, bn)
     assert mm.fitted_fma({"BM": 1, "BN": 4096, "BK": 256, "ORDER": "ij"}, 1, 11008, 4096, 2)["BN"] == 2752
 
 
+@pytest.mark.parametrize("lanes", [16], indirect=True)
 @pytest.mark.parametrize("dtype,n,threads,batch,tiles", [
     ("bfloat16", 512, 1, 1, (512, 512)), ("bfloat16", 512, 2, 1, (256, 512)), ("bfloat16", 300, 4, 1, (256, 256)),
     ("bfloat16", 512, 2, 2, (512, 512)), ("float32", 512, 2, 1, (256, 256)), ("float32", 256, 2, 1, (128, 256))])
-def test_default_tiles_give_every_thread_a_program(dtype, n, threads, batch, tiles):
+def test_default_tiles_give_every_thread_a_program(lanes, dtype, n, threads, batch, tiles):
     cfg = mm.default_config(dtype, n, n, n, threads, batch=batch)
     assert (cfg["BM"], cfg["BN"]) == tiles
     a = np.random.default_rng(n).standard_normal((batch, n, n), np.float32).astype(NP[dtype])
@@ -160,18 +174,36 @@ def test_ragged_shapes_run_tiles_fitted_to_them(dtype):
     assert cfg == (mm.PACKED_DEFAULT if packed else mm.tuned_config(dtype, big, big, big))
 
 
+@pytest.mark.parametrize("lanes", [16, 8], indirect=True)
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_even_tiles_grown_past_the_default_compute_the_product(dtype):
-    """600 x 620 x 700 in 256-tiles: 2 x 300 rows, 2 x 310 columns, 3 x 234 deep (grown, odd sizes)."""
+def test_even_tiles_grown_past_the_default_compute_the_product(lanes, dtype):
+    """600 x 620 x 700 in 256-tiles (AVX-512): 2 x 300 rows, 2 x 310 columns, 3 x 234 deep (grown, odd sizes). In
+    AVX2's 512 x 128 x 256 tiles: 2 x 300 rows, columns in whole 16-column panels (4 tiles of 10, the last 140
+    columns), 3 x 234 deep."""
     rng = np.random.default_rng(8)
     a = rng.standard_normal((600, 700), np.float32).astype(dtype)
     b = rng.standard_normal((700, 620), np.float32).astype(dtype)
     cfg = mm.launch_plan(dtype, a[None], b[None], np.empty((1, 600, 620), np.float32))[1]
-    assert (cfg["BM"], cfg["BN"], cfg["BK"]) == (300, 310, 234)  # (the test cache holds no tuned configs)
+    # (the test cache holds no tuned configs)
+    assert (cfg["BM"], cfg["BN"], cfg["BK"]) == ((300, 310, 234) if lanes == 16 else (300, 160, 234))
     check(a, b, ops.matmul(a, b, out_dtype=np.float32))
 
 
-def test_float32_tiles_grow_only_within_the_buffer_budget():
+@pytest.mark.parametrize("lanes", [8], indirect=True)
+def test_avx2_tiles_split_columns_in_whole_panels(lanes):
+    """On AVX2 (FMA8_DEFAULTS) a column tile ends on a 16-column panel where N allows: n = 2064 (129 panels) in 13
+    tiles of 160 columns, not 16 of 129 (8 panels and a 1-column one); a dot of 1 row keeps its even split."""
+    cfg = mm.fitted_fma(mm.default_config("float32", 2064, 2064, 2064), 2064, 2064, 2064)
+    assert (cfg["BM"], cfg["BN"], cfg["BK"]) == (516, 160, 258)
+    assert mm.fitted_fma({"BM": 1, "BN": 1000, "BK": 256, "ORDER": "ij"}, 1, 1000, 256)["BN"] == 1000
+    assert mm.default_config("float32", 4096, 4096, 4096) == mm.FMA8_DEFAULTS
+    short = mm.fitted_fma(mm.default_config("float32", 16, 4000, 4000, 2), 16, 4000, 4000, 2)
+    assert (short["BM"], short["BN"], short["BK"]) == (16, 1008, 64)  # (FMA8_SHORT, grown only where B stays whole)
+    assert mm.dot_bytes("fma", 16, 1008, 64) == 4 * (16 * 1008 + 16 * 64 + 64 * 1008)  # (B's whole tile counted)
+
+
+@pytest.mark.parametrize("lanes", [16], indirect=True)
+def test_float32_tiles_grow_only_within_the_buffer_budget(lanes):
     """Grown tiles whose buffers would pass FMA_GROWN_BYTES keep their size: 1100 in 512-tiles grows to 2 x 550
     (2.6 MB of buffers), so it takes 3 x 367; the product still compiles and is right."""
     grown = mm.fitted_fma({"BM": 256, "BN": 256, "BK": 256, "ORDER": "ij"}, 600, 1800, 1600)
