@@ -186,8 +186,8 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
         return C
     cvt = converter(b, sb.dtype, out)
     sb.resolve()
-    packed_loops = _packed_b(fl, n, sb, scheme, loops, cvt, MR=MR,
-                             whole=M >= MR and not sb.transposed and whole_b(V, K, N))
+    whole = M >= MR and not sb.transposed and whole_b(V, K, N) and 4 * K * -(-N // NR) * NR <= fl.room()
+    packed_loops = _packed_b(fl, n, sb, scheme, loops, cvt, MR=MR, whole=whole)
 
     if M <= MR and sb.from_array and not sb.transposed:
         # GEMV-like: every B element is used once, so a tile whose k rows lie in the array streams B in place,
@@ -248,7 +248,8 @@ def _packed_b(fl, n: Node, sb, scheme: Scheme, loops: dict, cvt, *, MR: int, who
 
 def whole_b(V: int, K: int, N: int) -> bool:
     """Whether the FMA dot at V lanes packs a K x N B tile (not a transpose) whole, row by row, before its
-    micro-kernels (`dot_pack.pack_tile`), rather than one panel at a time just before each panel's."""
+    micro-kernels (`dot_pack.pack_tile`), rather than one panel at a time just before each panel's: where
+    WHOLE_B_BYTES allows, and (checked as the dot is lowered) the kernel's on-chip budget has room for it."""
     NR = FMA_BLOCKS.get(V, (4, 2))[1] * V
     return 4 * K * -(-N // NR) * NR <= WHOLE_B_BYTES.get(V, 0)
 

@@ -150,6 +150,10 @@ class FunctionLowering:
             ptr = alloca(self.b, ir.ArrayType(t, n), 64)
         return Buf(ptr, shape, d)
 
+    def room(self) -> int:
+        """Bytes of STACK_LIMIT not yet taken by counted buffers."""
+        return STACK_LIMIT - self.stack
+
     def _argv_load(self, which: int, slot: int, t: ir.Type) -> ir.Value:
         with self.b.goto_block(self.entry):
             p = self.b.gep(self.argv[which], [i64(slot)], source_etype=t)

@@ -336,6 +336,15 @@ def test_b_packed_whole_or_by_panel(path):
         return bool(re.search(r'^"?t[kp]\.', llvm, re.MULTILINE)), bool(re.search(r'^"?pk\.', llvm, re.MULTILINE))
     assert loops(mm) == (path == "whole", path == "panel")
     assert loops(mm_bt)[0] is False
+    # a whole B tile (1.5 MiB) that would take the kernel past its on-chip budget (with the 512 KiB accumulator) is
+    # packed by panel instead, and the product is still right
+    a, b = _rand(rng, (70, 200), "float32"), _rand(rng, (200, 2100), "float32")
+    c = _out(70, 2100, "float32")
+    k = _fresh(mm)
+    k(a, b, c, BM=64, BN=2048, BK=192)
+    check(c, a, b)
+    llvm = k.inspect(a, b, c, BM=64, BN=2048, BK=192)["llvm_ir"]
+    assert not re.search(r'^"?t[kp]\.', llvm, re.MULTILINE)
 
 
 def test_auto_picks_the_best_path():
