@@ -54,9 +54,9 @@ FMA_UNROLL = 4
 # path; else a panel at a time. Packing one 16-column panel reads a 64-byte piece of each of K rows, B rows apart: on
 # AVX2 (AMD Zen 3, 512 KiB L2) that took 43% of a 64 x 4096 x 4096 product (perf, 1 thread). One-off, whole tiles of
 # BN = 64-128 (ops.matmul.FMA8_DEFAULTS) against panels at their best tiles (256^3), 1 / 2 threads: n = 1024
-# 1.07-1.13x / 1.06-1.13x, n = 2048 1.19-1.24x / 1.03-1.07x; the same 512 x 128 x 256 tiles packed by panel 0.89x
-# whole; a whole 256 x 256 tile (256 KiB) level with panels. AVX-512 (the Xeon of the earlier sessions) not measured
-# with it: packs per panel.
+# 1.07-1.13x / 1.06-1.13x, n = 2048 1.19-1.24x / 1.03-1.07x; the same 512 x 128 x 256 tiles packed by panel run at
+# 0.89x of whole; a whole 256 x 256 tile (256 KiB) level with panels. AVX-512 (the Xeon of the earlier sessions) not
+# measured with it: packs per panel.
 WHOLE_B_BYTES = {8: 256 << 10}
 STREAM_CHUNK = 8  # k-steps per chunk of a streamed (few-row) dot: 4-64 measured alike on the dev machine
 NARROW = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
@@ -186,8 +186,8 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
         return C
     cvt = converter(b, sb.dtype, out)
     sb.resolve()
-    whole = M >= MR and not sb.transposed and whole_b(V, K, N) and 4 * K * -(-N // NR) * NR <= fl.room()
-    packed_loops = _packed_b(fl, n, sb, scheme, loops, cvt, MR=MR, whole=whole)
+    packed_loops = _packed_b(fl, n, sb, scheme, loops, cvt, MR=MR,
+                             whole=M >= MR and not sb.transposed and whole_b(V, K, N, fl.room()))
 
     if M <= MR and sb.from_array and not sb.transposed:
         # GEMV-like: every B element is used once, so a tile whose k rows lie in the array streams B in place,
@@ -246,12 +246,13 @@ def _packed_b(fl, n: Node, sb, scheme: Scheme, loops: dict, cvt, *, MR: int, who
     return emit_panels
 
 
-def whole_b(V: int, K: int, N: int) -> bool:
+def whole_b(V: int, K: int, N: int, room: int | None = None) -> bool:
     """Whether the FMA dot at V lanes packs a K x N B tile (not a transpose) whole, row by row, before its
     micro-kernels (`dot_pack.pack_tile`), rather than one panel at a time just before each panel's: where
-    WHOLE_B_BYTES allows, and (checked as the dot is lowered) the kernel's on-chip budget has room for it."""
+    WHOLE_B_BYTES allows and, given the `room` left in the kernel's on-chip budget, the tile fits it."""
     NR = FMA_BLOCKS.get(V, (4, 2))[1] * V
-    return 4 * K * -(-N // NR) * NR <= WHOLE_B_BYTES.get(V, 0)
+    size = 4 * K * -(-N // NR) * NR
+    return size <= WHOLE_B_BYTES.get(V, 0) and (room is None or size <= room)
 
 
 def _widening(fl, scheme: Scheme, src: dt.DType, out: dt.DType, cvt) -> Scheme:
