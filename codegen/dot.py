@@ -116,7 +116,17 @@ def lower_dot(fl, n: Node, a, acc: Buf | None, fresh: ir.Value | None = None,
 
 def fma_lanes(fl, path: str) -> int:
     """float32 lanes per vector of the FMA ("fma") or 16-byte ("portable") micro-kernel."""
-    return fl.vlen if path == "fma" else min(fl.vlen, 4)
+    return path_lanes(fl.vlen, path)
+
+
+def path_lanes(vlen: int, path: str) -> int:
+    """`fma_lanes` on a target of `vlen` float32 lanes a vector."""
+    return vlen if path == "fma" else min(vlen, 4)
+
+
+def panel_cols(V: int) -> int:
+    """NR, the columns of a B panel of the FMA micro-kernel at V lanes (a few-row dot may take wider ones)."""
+    return FMA_BLOCKS.get(V, (4, 2))[1] * V
 
 
 def out_buffer(fl, n: Node, acc: Buf | None) -> Buf:
@@ -186,8 +196,10 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
         return C
     cvt = converter(b, sb.dtype, out)
     sb.resolve()
-    packed_loops = _packed_b(fl, n, sb, scheme, loops, cvt, MR=MR,
-                             whole=M >= MR and not sb.transposed and whole_b(V, K, N, fl.room()))
+    whole = M >= MR and not sb.transposed and whole_b(V, K, N, fl.room())
+
+    def packed_loops():
+        _packed_loops(fl, n, sb, scheme, loops, cvt, MR=MR, whole=whole)
 
     if M <= MR and sb.from_array and not sb.transposed:
         # GEMV-like: every B element is used once, so a tile whose k rows lie in the array streams B in place,
@@ -221,38 +233,38 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
     return C
 
 
-def _packed_b(fl, n: Node, sb, scheme: Scheme, loops: dict, cvt, *, MR: int, whole: bool):
-    """`emit()` of block_loops over B packed on chip, its buffer allocated now: with `whole` (a B that is not a
-    transpose), the whole tile row by row before the micro-kernels (`dot_pack.pack_tile`), else one NR-column panel
-    (k-major) at a time just before its micro-kernels run (the buffer stays in L1, the panel's rows are read once)."""
+def _packed_loops(fl, n: Node, sb, scheme: Scheme, loops: dict, cvt, *, MR: int, whole: bool) -> None:
+    """block_loops over B packed on chip: with `whole` (a B that is not a transpose), the whole tile row by row
+    before the micro-kernels (`dot_pack.pack_tile`), else one NR-column panel (k-major) at a time just before its
+    micro-kernels run (the buffer stays in L1, the panel's rows are read once)."""
     b, acc_t, out = fl.b, scheme.acc_t, n.result.dtype
     K, N, V, NV = loops["steps"], loops["N"], scheme.V, loops["NV"]
     NR = NV * V
     if whole:
         Bw = fl.alloca((-(-N // NR) * K * NR,), out, n.loc).ptr
-
-        def emit_whole():
-            with_loader(fl, sb, lambda ld: pack_tile(fl, ld, cvt, Bw, acc_t, K=K, N=N, V=V, NV=NV))
-            block_loops(b, scheme, MR=MR, b_ptr=Bw, b_step=NR, **loops)
-        return emit_whole
+        with_loader(fl, sb, lambda ld: pack_tile(fl, ld, cvt, Bw, acc_t, K=K, N=N, V=V, NV=NV))
+        block_loops(b, scheme, MR=MR, b_ptr=Bw, b_step=NR, **loops)
+        return
     Bp = fl.alloca((K * NR,), out, n.loc).ptr
     pack = pack_panel_t if sb.transposed else pack_panel
 
     def pack_b(p, ncols):
         with_loader(fl, sb, lambda ld: pack(fl, ld, cvt, Bp, acc_t, p, ncols, K=K, V=V, NV=NV))
-
-    def emit_panels():
-        block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
-    return emit_panels
+    block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
 
 
 def whole_b(V: int, K: int, N: int, room: int | None = None) -> bool:
     """Whether the FMA dot at V lanes packs a K x N B tile (not a transpose) whole, row by row, before its
     micro-kernels (`dot_pack.pack_tile`), rather than one panel at a time just before each panel's: where
     WHOLE_B_BYTES allows and, given the `room` left in the kernel's on-chip budget, the tile fits it."""
-    NR = FMA_BLOCKS.get(V, (4, 2))[1] * V
-    size = 4 * K * -(-N // NR) * NR
+    size = whole_b_bytes(V, K, N)
     return size <= WHOLE_B_BYTES.get(V, 0) and (room is None or size <= room)
+
+
+def whole_b_bytes(V: int, K: int, N: int) -> int:
+    """Bytes of a K x N B tile packed whole into float32 panels at V lanes (the last one zero-padded)."""
+    NR = panel_cols(V)
+    return 4 * K * -(-N // NR) * NR
 
 
 def _widening(fl, scheme: Scheme, src: dt.DType, out: dt.DType, cvt) -> Scheme:

@@ -308,8 +308,8 @@ def stream_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, chun
 
 ROWDOT_ACCS = 16  # accumulator vectors of a few-row dot with a transposed B (rows of W per block: this // M, at most 8)
 # Lane counts at which that dot prefetches the next block's rows of W as it goes: AVX-512 (the Xeon). On AVX2 (AMD Zen
-# 3) the prefetches measured 0.70-0.84x of none (one-off, M = 1, K = 4096, N = 4096 / 11008, 1 / 2 threads; once per
-# 64 bytes instead of per vector 0.75-0.78x); without them 0.95-1.03x NumPy.
+# 3), one-off, M = 1, K = 4096, N = 4096 / 11008, 1 / 2 threads, runs with and without alternating: 0.70-0.84x NumPy
+# with the prefetches (0.75-0.78x once per 64 bytes instead of per vector), 0.95-1.03x without.
 ROWDOT_AHEAD_LANES = (16,)
 
 

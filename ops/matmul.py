@@ -17,7 +17,7 @@ import csrc
 import tilelang as tl
 from autotune.space import bucket, fit, fit_even, spread
 from codegen import dtypes as dt
-from codegen.dot import FEW_ROWS, FMA_BLOCKS, choose_path, whole_b
+from codegen.dot import FEW_ROWS, choose_path, panel_cols, path_lanes, whole_b, whole_b_bytes
 from codegen.lower import STACK_LIMIT
 from ops import _tuned
 from ops._checks import as_array, check_out, dtype_of, overlaps, reshaped_view
@@ -78,7 +78,7 @@ def fitted_fma(cfg: dict, M: int, N: int, K: int, threads: int = 1, batch: int =
 @functools.lru_cache(maxsize=4096)  # (on every launch of matmul_kernel)
 def _fma_split(bm: int, bn: int, bk: int, M: int, N: int, K: int) -> tuple[int, int, int]:
     V = fma_lanes()
-    q = V * FMA_BLOCKS.get(V, (4, 2))[1]
+    q = panel_cols(V)
     q = q if q <= PANEL_QUANTUM and bn >= q else 1
 
     def split(grow):
@@ -214,15 +214,12 @@ def dot_bytes(path: str, BM: int, BN: int, BK: int) -> int:
     if path in ("amx", "bf16"):
         return 4 * BM * BN + 2 * (BM + BN) * BK
     V = fma_lanes(path)
-    NR = FMA_BLOCKS.get(V, (4, 2))[1] * V
-    panels = BK * -(-BN // NR) * NR if whole_b(V, BK, BN) else 64 * BK
-    return 4 * (BM * BN + BM * BK + panels)
+    return 4 * (BM * BN + BM * BK) + (whole_b_bytes(V, BK, BN) if whole_b(V, BK, BN) else 4 * 64 * BK)
 
 
 def fma_lanes(path: str = "fma") -> int:
     """float32 lanes per vector of the FMA ("fma") or portable micro-kernel on the current target."""
-    lanes = codegen_options(current_target()).get("vector_bytes", 16) // 4
-    return lanes if path == "fma" else min(lanes, 4)
+    return path_lanes(codegen_options(current_target()).get("vector_bytes", 16) // 4, path)
 
 
 # Configs of the pre-packed path (BM a multiple of 16, BN of PANEL_W, BK of 32) whose on-chip buffers fit on AMX,

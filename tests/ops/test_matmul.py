@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import ops
 import tilelang as tl
+from codegen.dot import path_lanes
 from ops import _tuned
 from tests.concurrency import run_concurrently
 
@@ -32,7 +33,7 @@ def lanes(request, monkeypatch):
     """The float32 lanes of the FMA path that the tile arithmetic (defaults, even splits, buffer budgets) assumes
     for the test, whatever the host has: 16 (AVX-512) or 8 (AVX2, where FMA8_DEFAULTS and whole panels apply).
     The kernels still compile for the host."""
-    monkeypatch.setattr(mm, "fma_lanes", lambda path="fma": request.param if path == "fma" else min(request.param, 4))
+    monkeypatch.setattr(mm, "fma_lanes", lambda path="fma": path_lanes(request.param, path))
     mm._fma_split.cache_clear()
     _tuned.clear()
     yield request.param
