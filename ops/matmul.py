@@ -66,7 +66,7 @@ def fitted_fma(cfg: dict, M: int, N: int, K: int, threads: int = 1, batch: int =
     columns, or as wide as the tile for the few-row dot's panels). A streamed product (one row of tiles, M <=
     STREAM_ROWS, `batch` of them) gets as many column tiles on each of the `threads`: M = 1, K = 4096 on 2
     threads, N = 11008 in 4 tiles instead of 3 measured 1.43x, N = 12288 1.30x (one-off)."""
-    BM, BN, BK = _fma_split(cfg["BM"], cfg["BN"], cfg["BK"], M, N, K)
+    BM, BN, BK = _fma_split(fma_lanes(), cfg["BM"], cfg["BN"], cfg["BK"], M, N, K)
     if M <= STREAM_ROWS and BM >= M:
         tiles = -(-N // BN)
         while batch * tiles % threads:
@@ -75,9 +75,9 @@ def fitted_fma(cfg: dict, M: int, N: int, K: int, threads: int = 1, batch: int =
     return {**cfg, "BM": BM, "BN": BN, "BK": BK}
 
 
-@functools.lru_cache(maxsize=4096)  # (on every launch of matmul_kernel)
-def _fma_split(bm: int, bn: int, bk: int, M: int, N: int, K: int) -> tuple[int, int, int]:
-    V = fma_lanes()
+@functools.lru_cache(maxsize=4096)  # (on every plan of a matmul_kernel launch)
+def _fma_split(V: int, bm: int, bn: int, bk: int, M: int, N: int, K: int) -> tuple[int, int, int]:
+    """fitted_fma's tiles at V float32 lanes (a key of the cache: the target, hence V, may change between calls)."""
     q = panel_cols(V)
     q = q if q <= PANEL_QUANTUM and bn >= q else 1
 

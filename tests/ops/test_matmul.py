@@ -34,10 +34,8 @@ def lanes(request, monkeypatch):
     for the test, whatever the host has: 16 (AVX-512) or 8 (AVX2, where FMA8_DEFAULTS and whole panels apply).
     The kernels still compile for the host."""
     monkeypatch.setattr(mm, "fma_lanes", lambda path="fma": path_lanes(request.param, path))
-    mm._fma_split.cache_clear()
-    _tuned.clear()
+    _tuned.clear()  # (the splits themselves are cached per lane count)
     yield request.param
-    mm._fma_split.cache_clear()
     _tuned.clear()
 
 
@@ -201,6 +199,21 @@ def test_avx2_tiles_split_columns_in_whole_panels(lanes):
     short = mm.fitted_fma(mm.default_config("float32", 16, 4000, 4000, 2), 16, 4000, 4000, 2)
     assert (short["BM"], short["BN"], short["BK"]) == (16, 1008, 64)  # (FMA8_SHORT, grown only where B stays whole)
     assert mm.dot_bytes("fma", 16, 1008, 64) == 4 * (16 * 1008 + 16 * 64 + 64 * 1008)  # (B's whole tile counted)
+
+
+def test_fma_splits_follow_the_target():
+    """The even splits depend on the FMA lanes (whole 16-column panels on AVX2): switching to the portable target
+    (4 lanes, 8-column panels) in the same process gives that target's split, not the one cached before."""
+    args = ({"BM": 512, "BN": 128, "BK": 256, "ORDER": "ij"}, 1024, 100, 1024)
+    with tl.config.scope(isa="portable"):
+        mm._fma_split.cache_clear()
+        portable = mm.fitted_fma(*args)
+    mm._fma_split.cache_clear()
+    host = mm.fitted_fma(*args)
+    with tl.config.scope(isa="portable"):
+        assert mm.fitted_fma(*args) == portable
+    assert mm.fitted_fma(*args) == host
+    assert portable["BN"] % 8 == 0 and (mm.fma_lanes() != 8 or host["BN"] % 16 == 0)
 
 
 @pytest.mark.parametrize("lanes", [16], indirect=True)
