@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import csrc
 import ops
 import tilelang as tl
 from codegen.dot import path_lanes
@@ -40,7 +41,7 @@ def lanes(request, monkeypatch):
 
 
 def tol(k):
-    return dict(rtol=1e-5, atol=2e-6 * max(k, 1))
+    return {"rtol": 1e-5, "atol": 2e-6 * max(k, 1)}
 
 
 def check(a, b, c):
@@ -243,6 +244,54 @@ def test_tile_stores_stay_inside_a_strided_output():
     matmul_kernel(a, b, big[:, :100, :70], BM=32, BN=32, BK=16)
     check(a[0], b[0], big[0, :100, :70])
     assert (big[0, 100] == 7.0).all() and (big[0, :, 70:] == 7.0).all()
+
+
+def _layout(kind: str, x: np.ndarray) -> np.ndarray:
+    """x, same values, stored as `kind`: C order, Fortran order, every other element of a wider array, or its
+    rows reversed inside a padded array (negative row stride)."""
+    if kind == "F":
+        return np.asfortranarray(x)
+    if kind == "step":
+        big = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)
+        big[..., ::2] = x
+        return big[..., ::2]
+    if kind == "reversed":
+        big = np.zeros(x.shape[:-1] + (x.shape[-1] + 5,), x.dtype)
+        big[..., ::-1, :x.shape[-1]] = x
+        return big[..., ::-1, :x.shape[-1]]
+    return x
+
+
+LAYOUTS = st.sampled_from(["C", "F", "step", "reversed"])
+
+
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None)
+@given(m=DIMS, n=DIMS, k=DIMS, la=LAYOUTS, lb=LAYOUTS, dtype=st.sampled_from(["float32", "bfloat16", "float16"]),
+       batch=st.sampled_from([(), (2,), (3, 1)]), out=st.booleans(), path=st.sampled_from(["auto", "fma", "portable"]),
+       threads=st.sampled_from([1, 2]))
+def test_layouts_outputs_and_paths_against_numpy(m, n, k, la, lb, dtype, batch, out, path, threads):
+    """Any storage of a and b (batched: b broadcast over a's leading axis), the result into a fresh array or a view
+    inside a wider `out` (nothing written beside it), on each dot path and thread count: NumPy's product."""
+    rng = np.random.default_rng(m * 7919 + n * 31 + k)
+    npt = np.float16 if dtype == "float16" else NP[dtype]
+    a = _layout(la, rng.standard_normal(batch + (m, k), np.float32).astype(npt))
+    b = _layout(lb, rng.standard_normal(batch[-1:] + (k, n), np.float32).astype(npt))
+    shape = np.broadcast_shapes(batch, batch[-1:]) + (m, n)
+    before = csrc.num_threads()
+    csrc.set_num_threads(threads)
+    try:
+        with tl.config.scope(dot=path):
+            if out:
+                wide = np.full(shape[:-1] + (n + 2,), 7.0, np.float32)
+                c = ops.matmul(a, b, out=wide[..., 1:n + 1])
+                assert (wide[..., 0] == 7.0).all() and (wide[..., n + 1] == 7.0).all()
+            else:
+                c = ops.matmul(a, b, out_dtype=np.float32)
+    finally:
+        csrc.set_num_threads(before)
+    assert c.shape == shape
+    check(a, b, c)
 
 
 def test_k_zero_gives_zeros():
