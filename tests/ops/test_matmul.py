@@ -14,7 +14,7 @@ from ops import _tuned
 from tests.concurrency import run_concurrently
 
 BF16 = tl.bfloat16.np
-NP = {"float32": np.float32, "bfloat16": BF16}
+NP = {"float32": np.float32, "bfloat16": BF16, "float16": np.float16}
 mm = importlib.import_module("ops.matmul")  # the module (ops.matmul is the function)
 DIMS = st.one_of(st.integers(1, 300), st.sampled_from([1, 2, 3, 7, 13, 31, 97, 127, 211, 293]))
 
@@ -121,7 +121,7 @@ def test_column_major_b_is_read_as_its_transpose(dtype, m, n, k):
     along w's contiguous rows; few rows take the dot products along them, whole rows of w per k block (up to
     ROWS_BK); batched, a column-major b in every batch; the same product as a row-major copy of b."""
     rng = np.random.default_rng(m + n + k)
-    a = rng.standard_normal((m, k), np.float32).astype(NP.get(dtype, dtype))
+    a = rng.standard_normal((m, k), np.float32).astype(NP[dtype])
     w = rng.standard_normal((n, k), np.float32).astype(a.dtype)
     packed, cfg = mm.launch_plan(dtype, a[None], w.T[None], np.empty((1, m, n), a.dtype))
     assert not packed and cfg["BT"] is True
@@ -162,7 +162,7 @@ def test_default_tiles_give_every_thread_a_program(lanes, dtype, n, threads, bat
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 def test_ragged_shapes_run_tiles_fitted_to_them(dtype):
     """640 = 2 x 320: the defaults' 512 / 256 tiles would compute 1024 / 768 rows, mostly padding."""
-    a = np.random.default_rng(1).standard_normal((640, 640), np.float32).astype(NP.get(dtype, dtype))
+    a = np.random.default_rng(1).standard_normal((640, 640), np.float32).astype(NP[dtype])
     packed, cfg = mm.launch_plan(dtype, a[None], a[None], a[None])
     assert not packed and cfg["BM"] in (160, 320) and cfg["BN"] in (160, 320)
     fma = mm.dot_path(dtype) in ("fma", "portable")
@@ -271,13 +271,13 @@ LAYOUTS = st.sampled_from(["C", "F", "step", "reversed"])
        batch=st.sampled_from([(), (2,), (3, 1)]), out=st.booleans(), path=st.sampled_from(["auto", "fma", "portable"]),
        threads=st.sampled_from([1, 2]))
 def test_layouts_outputs_and_paths_against_numpy(m, n, k, la, lb, dtype, batch, out, path, threads):
-    """Any storage of a and b (batched: b broadcast over a's leading axis), the result into a fresh array or a view
-    inside a wider `out` (nothing written beside it), on each dot path and thread count: NumPy's product."""
+    """Any storage of a and b (batched: b has a's last batch axis, so (3, 1) broadcasts it), the result into a fresh
+    array or a view inside a wider `out` (nothing written beside it), on each dot path and thread count: NumPy's
+    product."""
     rng = np.random.default_rng(m * 7919 + n * 31 + k)
-    npt = np.float16 if dtype == "float16" else NP[dtype]
-    a = _layout(la, rng.standard_normal(batch + (m, k), np.float32).astype(npt))
-    b = _layout(lb, rng.standard_normal(batch[-1:] + (k, n), np.float32).astype(npt))
-    shape = np.broadcast_shapes(batch, batch[-1:]) + (m, n)
+    a = _layout(la, rng.standard_normal(batch + (m, k), np.float32).astype(NP[dtype]))
+    b = _layout(lb, rng.standard_normal(batch[-1:] + (k, n), np.float32).astype(NP[dtype]))
+    shape = batch + (m, n)
     before = csrc.num_threads()
     csrc.set_num_threads(threads)
     try:
