@@ -3,9 +3,10 @@
     python -m benchmarks.matmul [--quick] [--threads N ...]
 
 Every ratio is taken in this run; the peaks come from JIT probes run just before (autotune.probes).
-Products on the pre-packed path (`ops.matmul.packed_path`: bfloat16 on AMX, M, N >= PACKED_MIN, K >=
-PACKED_MIN_K) are also timed against the per-program-packing kernel on the same inputs (the "per-program
-packing" entry). The small float32 products (SMALL) measure what a call costs beside the product itself.
+Products whose operands are packed once per call (`ops.matmul.packed_path`: bfloat16 on AMX, M, N >= PACKED_MIN,
+K >= PACKED_MIN_K; `ops.matmul.b_panels_path`: float32 on the 8-lane FMA path, M >= B_PANELS_MIN_M and B at least
+B_PANELS_MIN_BYTES) are also timed against matmul_kernel, which packs per tile, on the same inputs (the
+"per-program packing" entry). The small float32 products (SMALL) measure what a call costs beside the product itself.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ DECODE = ((1, 4096, 4096), (16, 4096, 4096), (64, 4096, 4096),
 # decode shapes also timed with bfloat16 operands, and with b given as w.T (a Linear layer's (N, K) weight), both dtypes
 DECODE_WT = ((1, 4096, 4096), (4, 4096, 4096), (1, 11008, 4096))
 SMALL = ((1, 64, 64), (64, 64, 64), (128, 128, 128))  # (M, N, K) float32: the time of a call, not of the product
-PER_PROGRAM = "per-program packing"  # the extra entry of a pre-packed row: matmul_kernel, DEFAULTS fitted, same inputs
+PER_PROGRAM = "per-program packing"  # the extra entry of a pre-packed row: matmul_kernel's plan, same inputs
 
 
 def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict, wt: bool = False) -> Row:
@@ -50,10 +51,10 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict, wt: bool = F
     name = dt.from_numpy(dtype).name
     torch = torch_module()
     with threads(nthreads):
-        packed, used = mm.launch_plan(name, a[None], b[None], c[None])  # what ops.matmul runs: kernels, tiles
+        path, used = mm.launch_plan(name, a[None], b[None], c[None])  # what ops.matmul runs: kernels, tiles
         fns = {"ours": lambda: ops.matmul(a, b, out=c)}
-        if packed:  # what the pre-packed path gains over the per-program packing of matmul_kernel, same inputs
-            c_pp, cfg_pp = np.empty_like(c), mm.fitted(mm.DEFAULTS[name], m, n, k)
+        if path != "kernel":  # what packing once per call gains over matmul_kernel's per-tile packing, same inputs
+            c_pp, cfg_pp = np.empty_like(c), mm.kernel_config(name, a[None], b[None], c[None])
             fns[PER_PROGRAM] = lambda: ops.matmul(a, b, out=c_pp, config=cfg_pp)
         if dtype == np.float32:
             fns["numpy"] = lambda: np.matmul(a, b)
@@ -74,7 +75,7 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict, wt: bool = F
                peak=f"{peak_name} peak {peak:,.0f}", pct_of_peak=100 * gf / peak if peak else None,
                peers={**{p: {"gflops": flops / t[p] / 1e9, "ratio": t[p] / t["ours"]} for p in fns if p != "ours"},
                       **untimed},
-               config=used | ({"path": "packed"} if packed else {}), correct=ok)
+               config=used | ({"path": path} if path != "kernel" else {}), correct=ok)
 
 
 def peak_of(dtype: str, rows: int, peaks: dict, nthreads: int) -> tuple[str, float]:

@@ -191,8 +191,8 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
     scheme = fma_scheme(V, acc_t)
     if n.arg == "panels":
         Bp = fl.alloca((K * NR,), out, n.loc).ptr
-        pack_b = _panels_b(fl, panels_of(fl, n.srcs[1]), Bp, out, acc_t, K=K, V=V, NV=NV)
-        block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
+        pack_b, ahead = _panels_b(fl, panels_of(fl, n.srcs[1]), Bp, out, acc_t, K=K, V=V, NV=NV)
+        block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, panel_ahead=ahead, **loops)
         return C
     cvt = converter(b, sb.dtype, out)
     sb.resolve()
@@ -280,8 +280,9 @@ def _widening(fl, scheme: Scheme, src: dt.DType, out: dt.DType, cvt) -> Scheme:
 
 
 def _panels_b(fl, pan: Panels, Bp, out: dt.DType, acc_t, *, K: int, V: int, NV: int):
-    """The pack_panel callback for a "panels" B operand: float32 panels exactly NR wide, from an
-    in-bounds load, are read in place; others are packed (unpacking the k-groups) panel by panel."""
+    """(pack_panel, panel_ahead) callbacks of block_loops for a "panels" B operand: float32 panels exactly NR wide,
+    from an in-bounds load, are read in place (and the next one prefetched); others are packed (unpacking the
+    k-groups) panel by panel."""
     b = fl.b
     NR = NV * V
     cvt = converter(b, pan.dtype, out)
@@ -289,7 +290,7 @@ def _panels_b(fl, pan: Panels, Bp, out: dt.DType, acc_t, *, K: int, V: int, NV: 
     def pack(p, ncols):
         pack_panel(fl, pan.load, cvt, Bp, acc_t, p, ncols, K=K, V=V, NV=NV)
     if pan.W != NR or pan.dtype != out or pan.direct is None:  # out is 4 bytes wide: G == 1
-        return pack
+        return pack, None
     base, (ps, qs), ok = pan.resolve()  # here, before the panel loop: it dominates every panel
 
     def in_place(p, ncols):
@@ -297,4 +298,7 @@ def _panels_b(fl, pan: Panels, Bp, out: dt.DType, acc_t, *, K: int, V: int, NV: 
             pack(p, ncols)
             return Bp, i64(NR)
         return in_place_or_packed(b, ok, (b.gep(base, [b.mul(p, ps)], source_etype=acc_t), qs), packed)
-    return in_place
+
+    def ahead(p):  # (past the tile's last panel: the next tile's first, or nothing; a prefetch never faults)
+        return b.gep(base, [b.mul(b.add(p, i64(1)), ps)], source_etype=acc_t)
+    return in_place, ahead

@@ -170,7 +170,7 @@ def pack_b_kernel(b, bp, W: tl.constexpr = 32, QB: tl.constexpr = 16, PB: tl.con
 def pack_bt_kernel(w2, bp2, W: tl.constexpr = 32, QB: tl.constexpr = 64, PB: tl.constexpr = 8):
     """pack_b_kernel for a column-major B given as its row-major transpose w (Z, N, K), both as 32-bit k pairs
     (w2 = w viewed (Z, N, K/2), bp2 = bp viewed (Z, P, Kq, W)): bp2[z, p, q, c] = w2[z, p*W + c, q] (zero beyond
-    w), a transpose of W x QB blocks."""
+    w), a transpose of W x QB blocks. (float32 w and panels, matmul_b_panels's, are their own 32-bit units.)"""
     Z, P, KQ = bp2.shape[0], bp2.shape[1], bp2.shape[2]
     for z, qb, pb in tl.grid(Z, tl.cdiv(KQ, QB), tl.cdiv(P, PB)):
         for u in tl.range(PB):
@@ -314,6 +314,82 @@ def matmul_packed(a3, b3, c3, config: dict | None = None) -> None:
     matmul_packed_kernel(ap, bp, c3, **cfg)
 
 
+# ---- B pre-packed (float32 on the 8-lane FMA path): B packed once per call, A read in place ----
+#
+# matmul_kernel packs each B tile again for every row block (M / BM times), and from memory at the latency of its
+# 512-byte row pieces (B's pack took 7.8% of an n = 2048 profile). Here B is packed once per call, whole row runs
+# at a time, into the 16-column panels of the FMA micro-kernel (tl.dot's b_layout="panels", read in place, the
+# next panel prefetched meanwhile: codegen.dot_kernel.PANEL_AHEAD). One-off against matmul_kernel's plan on AMD Zen
+# 3, ops.matmul either way (medians of 11 interleaved rounds, 1 / 2 threads): n = 2048 1.02x / 1.07x, 3072 0.98x /
+# 1.04x, 4096 1.07x / 1.06x; in a script before (7-15 rounds): n = 2048 1.02x / 1.00x, 2560 1.04x, 3072 1.06x /
+# 1.06x, 4096 1.06x / 1.06x, 4096 x 4096 x 512 1.01x / 1.03x, 4096 x 1024 x 1024 (B in L3) 1.02x / 1.02x. Taken
+# where B is large (it misses the caches on each repack) and would be packed at least four times (M rows).
+B_PANELS = {"BM": 256, "BN": 256, "BK": 256}
+B_PANELS_MIN_M = 2048
+B_PANELS_MIN_BYTES = 16 << 20  # B's float32 bytes (K x N x 4) at least this
+
+
+@tl.jit
+def pack_b_panels_kernel(b, bp, W: tl.constexpr = 16, KB: tl.constexpr = 64, PB: tl.constexpr = 8):
+    """bp[z, p, k, c] = b[z, k, p*W + c] (zero beyond b): W-column float32 panels, bp (Z, P, Kp, W). Each program
+    copies KB rows' pieces of PB panels, row by row (PB*W contiguous columns of each)."""
+    Z, P, KP = bp.shape[0], bp.shape[1], bp.shape[2]
+    for z, kb, pb in tl.grid(Z, tl.cdiv(KP, KB), tl.cdiv(P, PB)):
+        for s in tl.range(KB):
+            k = kb * KB + s
+            for u in tl.range(PB):
+                p = pb * PB + u
+                bp[z, p, k, 0:W] = b[z, k, p * W:(p + 1) * W]
+
+
+@tl.jit
+def matmul_b_panels_kernel(a, bp, c, BM: tl.constexpr = 256, BN: tl.constexpr = 256, BK: tl.constexpr = 256,
+                           W: tl.constexpr = 16):
+    """c[z] = a[z] @ B[z] from pack_b_panels_kernel's (or pack_bt_kernel's) panels of B, padded to whole BN x BK
+    tiles; a read in place."""
+    Z, M, K = a.shape
+    N = c.shape[2]
+    for z, i, j in tl.grid(Z, tl.cdiv(M, BM), tl.cdiv(N, BN)):
+        acc = tl.zeros((BM, BN), tl.float32)
+        for k in tl.range(tl.cdiv(K, BK)):
+            acc += tl.dot(a[z, i * BM:(i + 1) * BM, k * BK:(k + 1) * BK],
+                          bp[z, j * (BN // W):(j + 1) * (BN // W), k * BK:(k + 1) * BK, 0:W], b_layout="panels")
+        c[z, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
+
+
+def b_panels_path(dtype: str, M: int, N: int, K: int, config: dict | None = None) -> bool:
+    """Whether `matmul` packs B once per call (`matmul_b_panels`): float32 on the FMA path at 8 lanes, at least
+    B_PANELS_MIN_M rows and B_PANELS_MIN_BYTES of B, and no matmul_kernel config given (one with an ORDER)."""
+    return (dtype == "float32" and M >= B_PANELS_MIN_M and 4 * K * N >= B_PANELS_MIN_BYTES
+            and "ORDER" not in (config or {}) and dot_path(dtype) == "fma" and fma_lanes() == 8)
+
+
+def b_panels_config(M: int, N: int, K: int, config: dict | None = None) -> dict:
+    """B_PANELS (or `config` over it) split evenly over the product, BN in whole panels; config checked."""
+    W = panel_cols(fma_lanes())
+    if config:
+        cfg = {**B_PANELS, **config}
+        if set(cfg) != set(B_PANELS) or not all(_positive_int(v) for v in cfg.values()) or cfg["BN"] % W:
+            raise ValueError(f"matmul: a B-panels config has positive BM, BN (a multiple of {W}) and BK, got {config}")
+    else:
+        cfg = {"BM": fit_even(B_PANELS["BM"], M), "BN": fit_even(B_PANELS["BN"] // W, -(-N // W)) * W,
+               "BK": fit_even(B_PANELS["BK"], K)}
+    return {**cfg, "W": W}
+
+
+def matmul_b_panels(a3, b3, c3, config: dict) -> None:
+    """c3 = a3 @ b3 (3-D float32 operands) with B packed once into panels (this thread's scratch buffer), padded
+    with zeros to whole tiles of `config` (`b_panels_config`)."""
+    (Z, _, K), N = a3.shape, b3.shape[2]
+    BN, BK, W = config["BN"], config["BK"], config["W"]
+    bp = _scratch("b32", (Z, -(-N // BN) * (BN // W), -(-K // BK) * BK, W), np.float32)
+    if column_major(b3):
+        pack_bt_kernel(b3.transpose(0, 2, 1), bp, W=W)
+    else:
+        pack_b_panels_kernel(b3, bp, W=W)
+    matmul_b_panels_kernel(a3, bp, c3, **config)
+
+
 STREAM_ROWS = FEW_ROWS  # row tiles of at most this many rows take the dot's streaming (GEMV-like) path
 STREAM_BN = 16384  # the widest column block of a streamed product (its float32 accumulator: 64 KiB a row). One-off, M = 1
 # and 2 on 1 thread (K = 4096; 1024 for N = 32768): N = 11008, 14336 whole against 4096-wide blocks 1.12-1.26x, 5120
@@ -359,11 +435,12 @@ def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1, batch: 
     return cfg
 
 
-def launch_plan(dtype: str, a3, b3, c3, config: dict | None = None) -> tuple[bool, dict]:
-    """(packed, tiles): how `matmul` runs these 3-D operands. On the pre-packed path (`packed_path`) its
-    config (`packed_config`), else matmul_kernel's: `config`, or the tuned or default one fitted to the shape
-    (by `fitted_fma` where the dot runs on the FMA path, as float32 and float16 do). Without `config`, made
-    once per shapes, b's layout and c's dtype (`ops._tuned.plan`); the tiles are shared: do not modify them."""
+def launch_plan(dtype: str, a3, b3, c3, config: dict | None = None) -> tuple[str, dict]:
+    """(path, tiles): how `matmul` runs these 3-D operands. "packed": the pre-packed path (`packed_path`) and its
+    config (`packed_config`); "b_panels": B packed once (`b_panels_path`, `b_panels_config`); else "kernel",
+    matmul_kernel's: `config`, or the tuned or default one fitted to the shape (by `fitted_fma` where the dot runs
+    on the FMA path, as float32 and float16 do). Without `config`, made once per shapes, b's layout and c's dtype
+    (`ops._tuned.plan`); the tiles are shared: do not modify them."""
     bt = column_major(b3)
     if config:
         return _launch_plan(dtype, a3, b3, c3, bt, config)
@@ -371,21 +448,34 @@ def launch_plan(dtype: str, a3, b3, c3, config: dict | None = None) -> tuple[boo
                        lambda: _launch_plan(dtype, a3, b3, c3, bt))
 
 
-def _launch_plan(dtype: str, a3, b3, c3, bt: bool, config: dict | None = None) -> tuple[bool, dict]:
+def _launch_plan(dtype: str, a3, b3, c3, bt: bool, config: dict | None = None) -> tuple[str, dict]:
     (_, M, K), N = a3.shape, b3.shape[2]
     if packed_path(dtype, M, N, K, config):
-        return True, packed_config(M, N, K, config)
+        return "packed", packed_config(M, N, K, config)
+    if b_panels_path(dtype, M, N, K, config):
+        return "b_panels", b_panels_config(M, N, K, config)
     bt = {"BT": True} if bt else {}
     if config:
         sizes = [config.get(k, 1) for k in ("BM", "BN", "BK")]
         if (set(config) - set(SPACE) or config.get("ORDER", "ij") not in SPACE["ORDER"]
-                or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in sizes)):
+                or not all(_positive_int(v) for v in sizes)):
             raise ValueError(f"matmul: a config has positive int BM, BN, BK and ORDER 'ij' or 'ji', got {config}")
-        return False, {**config, **bt}
+        return "kernel", {**config, **bt}
+    return "kernel", {**kernel_config(dtype, a3, b3, c3), **bt}
+
+
+def kernel_config(dtype: str, a3, b3, c3) -> dict:
+    """matmul_kernel's tiles for these 3-D operands, whichever path `launch_plan` takes: the tuned or default
+    config fitted to the shape (by `fitted_fma` where the dot runs on the FMA path, as float32 and float16 do)."""
+    (_, M, K), N = a3.shape, b3.shape[2]
     cfg = tuned_config(dtype, a3, b3, c3)
     if dot_path(dtype, min(M, cfg["BM"])) in ("fma", "portable"):
-        return False, {**fitted_fma(cfg, M, N, K, csrc.num_threads(), a3.shape[0]), **bt}
-    return False, {**fitted(cfg, M, N, K), **bt}
+        return fitted_fma(cfg, M, N, K, csrc.num_threads(), a3.shape[0])
+    return fitted(cfg, M, N, K)
+
+
+def _positive_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
 
 
 def column_major(x: np.ndarray) -> bool:
@@ -415,7 +505,8 @@ def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.
     is given, else the input dtype).
     Transposed and other strided inputs are read in place (large bfloat16 products on AMX pack them once).
     `config`: matmul_kernel's tile sizes (BM, BN, BK, ORDER), or for a product that takes the pre-packed
-    path (`packed_path`), its BM, BN, BK; default: tuned or DEFAULTS / PACKED_DEFAULT."""
+    path (`packed_path`) or packs B once (`b_panels_path`), its BM, BN, BK; default: tuned or DEFAULTS /
+    PACKED_DEFAULT / B_PANELS."""
     a, b = as_array(a, "a"), as_array(b, "b")
     da, db = dtype_of(a, "a", INPUTS), dtype_of(b, "b", INPUTS)
     if da != db:
@@ -453,9 +544,11 @@ def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.
         rows = reshaped_view(a3, (1, a3.shape[0] * M, K))
         if rows is not None:
             a3, b3, c3, M = rows, b3[:1], c3.reshape((1, -1, N)), rows.shape[1]
-    packed, cfg = launch_plan(da.name, a3, b3, c3, config)
-    if packed:
+    path, cfg = launch_plan(da.name, a3, b3, c3, config)
+    if path == "packed":
         matmul_packed(a3, b3, c3, cfg)
+    elif path == "b_panels":
+        matmul_b_panels(a3, b3, c3, cfg)
     else:  # (BT: a column-major b, passed as its row-major transpose)
         matmul_kernel(a3, b3.transpose(0, 2, 1) if cfg.get("BT") else b3, c3, **cfg)
     if not direct:

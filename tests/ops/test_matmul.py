@@ -30,6 +30,17 @@ def packed_min(monkeypatch):
 
 
 @pytest.fixture
+def b_panels_min(monkeypatch):
+    """Sets mm.B_PANELS_MIN_M and mm.B_PANELS_MIN_BYTES for the test (plans made under them forgotten)."""
+    def set_min(rows, nbytes=1):
+        monkeypatch.setattr(mm, "B_PANELS_MIN_M", rows)
+        monkeypatch.setattr(mm, "B_PANELS_MIN_BYTES", nbytes)
+        _tuned.clear()
+    yield set_min
+    _tuned.clear()
+
+
+@pytest.fixture
 def lanes(request, monkeypatch):
     """The float32 lanes of the FMA path that the tile arithmetic (defaults, even splits, buffer budgets) assumes
     for the test, whatever the host has: 16 (AVX-512) or 8 (AVX2, where FMA8_DEFAULTS and whole panels apply).
@@ -123,8 +134,8 @@ def test_column_major_b_is_read_as_its_transpose(dtype, m, n, k):
     rng = np.random.default_rng(m + n + k)
     a = rng.standard_normal((m, k), np.float32).astype(NP[dtype])
     w = rng.standard_normal((n, k), np.float32).astype(a.dtype)
-    packed, cfg = mm.launch_plan(dtype, a[None], w.T[None], np.empty((1, m, n), a.dtype))
-    assert not packed and cfg["BT"] is True
+    path, cfg = mm.launch_plan(dtype, a[None], w.T[None], np.empty((1, m, n), a.dtype))
+    assert path == "kernel" and cfg["BT"] is True
     if m <= mm.STREAM_ROWS:  # k in the fewest even blocks of at most ROWS_BK
         assert cfg["BK"] == -(-k // -(-k // mm.ROWS_BK))
     c = ops.matmul(a, w.T, out_dtype=np.float32)
@@ -163,15 +174,17 @@ def test_default_tiles_give_every_thread_a_program(lanes, dtype, n, threads, bat
 def test_ragged_shapes_run_tiles_fitted_to_them(dtype):
     """640 = 2 x 320: the defaults' 512 / 256 tiles would compute 1024 / 768 rows, mostly padding."""
     a = np.random.default_rng(1).standard_normal((640, 640), np.float32).astype(NP[dtype])
-    packed, cfg = mm.launch_plan(dtype, a[None], a[None], a[None])
-    assert not packed and cfg["BM"] in (160, 320) and cfg["BN"] in (160, 320)
+    path, cfg = mm.launch_plan(dtype, a[None], a[None], a[None])
+    assert path == "kernel" and cfg["BM"] in (160, 320) and cfg["BN"] in (160, 320)
     fma = mm.dot_path(dtype) in ("fma", "portable")
     assert cfg["BK"] == (320 if fma else 160)  # the FMA dot's tiles in 2 even ones, AMX's in whole k-steps
     check(a, a, ops.matmul(a, a, out_dtype=np.float32))
     big = np.zeros((1, 2048, 2048), a.dtype)  # whole tiles: the defaults unchanged
-    packed, cfg = mm.launch_plan(dtype, big, big, big)
-    assert packed == mm.packed_path(dtype, 2048, 2048, 2048)
-    assert cfg == (mm.PACKED_DEFAULT if packed else mm.tuned_config(dtype, big, big, big))
+    path, cfg = mm.launch_plan(dtype, big, big, big)
+    packed, b_panels = mm.packed_path(dtype, 2048, 2048, 2048), mm.b_panels_path(dtype, 2048, 2048, 2048)
+    assert path == ("packed" if packed else "b_panels" if b_panels else "kernel")
+    assert cfg == (mm.PACKED_DEFAULT if packed else {**mm.B_PANELS, "W": 16} if b_panels
+                   else mm.tuned_config(dtype, big, big, big))
 
 
 @pytest.mark.parametrize("lanes", [16, 8], indirect=True)
@@ -382,6 +395,57 @@ def test_bfloat16_pre_packed_path(monkeypatch, packed_min):
     assert not calls
 
 
+@pytest.mark.parametrize("lanes", [8], indirect=True)
+def test_float32_b_packed_once_into_panels(monkeypatch, lanes, b_panels_min):
+    """Large float32 products on the 8-lane FMA path pack B once per call into the micro-kernel's 16-column panels
+    (ops.matmul.matmul_b_panels; a column-major b from its transpose, by pack_bt_kernel) and read A in place; the
+    thresholds are lowered here so ragged, batched, broadcast, strided and transposed shapes take that path. (On a
+    host whose FMA dot has wider panels the kernel packs each panel again: the same results, slower.)"""
+    lo, lo_b = mm.B_PANELS_MIN_M, mm.B_PANELS_MIN_BYTES
+    fma = mm.dot_path("float32") == "fma"
+    assert mm.b_panels_path("float32", lo, lo_b // 4, 1) == fma
+    assert not mm.b_panels_path("float32", lo - 1, lo_b // 4, 1)  # M at least B_PANELS_MIN_M
+    assert not mm.b_panels_path("float32", lo, lo_b // 4 - 1, 1)  # B at least B_PANELS_MIN_BYTES
+    assert not mm.b_panels_path("float32", lo, lo_b, 1, dict(mm.FMA8_DEFAULTS))  # ORDER: matmul_kernel
+    assert not mm.b_panels_path("float16", lo, lo_b, 1) and not mm.b_panels_path("bfloat16", lo, lo_b, 1)
+    calls = []
+    for name in ("pack_b_panels_kernel", "pack_bt_kernel"):
+        real = getattr(mm, name)
+        monkeypatch.setattr(mm, name, lambda *a, real=real, name=name, **kw: calls.append(name) or real(*a, **kw))
+    b_panels_min(1)
+    rng = np.random.default_rng(12)
+    a = rng.standard_normal((2, 1, 67, 129), np.float32)
+    b = rng.standard_normal((3, 45, 129), np.float32).transpose(0, 2, 1)  # column-major: from its transpose
+    check(a[0], b, ops.matmul(a[0], b))
+    assert calls == (["pack_bt_kernel"] if fma else [])
+    # broadcast over a's batch (a row-major copy), strided, one column-major b for every batch (a's rows stacked)
+    for bb, packer in ((b, "pack_b_panels_kernel"), (b[:, ::-1, ::2], "pack_b_panels_kernel"),
+                       (b[0], "pack_bt_kernel")):
+        calls.clear()
+        check(a, bb, ops.matmul(a, bb))
+        assert calls == ([packer] if fma else [])
+    out = np.full((2, 3, 67, 50), 7.0, np.float32)  # a view of a wider array: through a temporary
+    ops.matmul(a, b, out=out[..., :45])
+    assert (out[..., 45:] == 7.0).all()
+    check(a, b, out[..., :45])
+    for m, n, k in ((1, 1, 1), (5, 17, 3), (300, 45, 600), (129, 300, 97)):  # rows and panels, ragged k blocks
+        x, y = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+        check(x, y, ops.matmul(x, y))
+        check(x, y, ops.matmul(x, y, config={"BM": 64, "BN": 32, "BK": 40}))  # ragged tiles past the panels' pads
+    if fma:
+        path, cfg = mm.launch_plan("float32", a[0], b, np.empty((3, 67, 45), np.float32))
+        assert path == "b_panels" and cfg["BN"] % 16 == 0 and cfg["W"] == 16
+        with pytest.raises(ValueError, match="B-panels config"):
+            ops.matmul(a, b, config={"BM": 64, "BN": 40, "BK": 64})  # BN not whole panels
+        with pytest.raises(ValueError, match="B-panels config"):
+            ops.matmul(a, b, config={"BM": 64, "BN": 32, "BK": 0})
+    calls.clear()
+    check(a, b, ops.matmul(a, b, config=dict(mm.FMA8_DEFAULTS)))  # ORDER: matmul_kernel
+    b_panels_min(68)  # M = 67 below it
+    check(a, b, ops.matmul(a, b))
+    assert not calls
+
+
 @pytest.mark.parametrize("k", [128, 200, 130])
 def test_a_column_major_b_is_packed_from_its_transpose(monkeypatch, packed_min, k):
     """On the pre-packed path a column-major bfloat16 b = w.T (K even) is packed by transposing blocks of w's 32-bit
@@ -406,17 +470,21 @@ def test_a_column_major_b_is_packed_from_its_transpose(monkeypatch, packed_min, 
         check(a, b, c)
 
 
-def test_concurrent_calls_from_python_threads(packed_min):
+def test_concurrent_calls_from_python_threads(packed_min, b_panels_min):
     """ops.matmul called from several Python threads at once: each call's result is its own (the pre-packed
-    path packs into per-thread scratch buffers; PACKED_MIN is lowered so these small shapes take it on AMX)."""
+    paths pack into per-thread scratch buffers; their thresholds are lowered so these small shapes take them:
+    bfloat16 on AMX, float32 on the 8-lane FMA path)."""
     packed_min(1)
+    b_panels_min(1)
 
     def worker(seed):
         rng = np.random.default_rng(seed)
         for it in range(4):
             m, n, k = 40 + 24 * ((seed + it) % 3), 70 + 16 * (it % 2), 130 + 32 * ((seed * it) % 3)
-            a = rng.standard_normal((m, k), np.float32).astype(BF16)
-            b = rng.standard_normal((k, n), np.float32).astype(BF16)
+            a = rng.standard_normal((m, k), np.float32)
+            b = rng.standard_normal((k, n), np.float32)
+            check(a, b, ops.matmul(a, b))
+            a, b = a.astype(BF16), b.astype(BF16)
             check(a, b, ops.matmul(a, b, out_dtype=(np.float32, BF16)[it % 2]))
 
     run_concurrently(worker, 4)
