@@ -323,7 +323,9 @@ def matmul_packed(a3, b3, c3, config: dict | None = None) -> None:
 # 3, ops.matmul either way (medians of 11 interleaved rounds, 1 / 2 threads): n = 2048 1.02x / 1.07x, 3072 0.98x /
 # 1.04x, 4096 1.07x / 1.06x; in a script before (7-15 rounds): n = 2048 1.02x / 1.00x, 2560 1.04x, 3072 1.06x /
 # 1.06x, 4096 1.06x / 1.06x, 4096 x 4096 x 512 1.01x / 1.03x, 4096 x 1024 x 1024 (B in L3) 1.02x / 1.02x. Taken
-# where B is large (it misses the caches on each repack) and would be packed at least four times (M rows).
+# where B is large (it misses the caches on each repack) and would be packed at least four times (M rows): at M = 256
+# / 64 / 16 (K = N = 4096), where each tile of B is packed once anyway, the extra pass measured 0.93-0.95x / 0.75-0.81x
+# / 0.46-0.49x (1 and 2 threads, 9 rounds).
 B_PANELS = {"BM": 256, "BN": 256, "BK": 256}
 B_PANELS_MIN_M = 2048
 B_PANELS_MIN_BYTES = 16 << 20  # B's float32 bytes (K x N x 4) at least this
