@@ -42,10 +42,10 @@ from codegen.llvm_util import (
 from codegen.scalar_ops import hreduce
 
 # Where block_loops reads B's panels in place (a "panels" operand, e.g. ops.matmul's B packed once per call), the
-# next panel's rows are prefetched with this locality (2: into L2) while the row blocks of the current one run, one
-# k-step's line per prefetch, spread evenly over them. One-off on AMD Zen 3 (float32 n = 2048, 16-float panels, 1
-# thread, medians of 15 interleaved rounds against matmul_kernel's per-tile packing): no prefetch 1.02x, into L2
-# 1.07x, into L1 (3) 1.01x.
+# next panel's rows are prefetched with this locality (2: into L2) while the row blocks of the current one run, the
+# first line of a k-step's row per prefetch (all of it for AVX2's 16-float panels), spread evenly over them. One-off
+# on AMD Zen 3 (float32 n = 2048, 16-float panels, 1 thread, medians of 15 interleaved rounds against
+# matmul_kernel's per-tile packing): no prefetch 1.02x, into L2 1.07x, into L1 (3) 1.01x.
 PANEL_AHEAD = 2
 AHEAD_MAX = 8  # prefetches before a row block at most (a short tile's few row blocks prefetch the panel's first rows)
 
@@ -196,11 +196,6 @@ def _loop_carried(b, start, count: int, stride: int, values: list, body) -> list
     return cur
 
 
-def _as_i64(x):
-    """An int or an i64 value as an i64 value."""
-    return i64(x) if isinstance(x, int) else x
-
-
 def _scaled(b, x, k: int):
     """x * k for an int or an i64 value x."""
     return i64(x * k) if isinstance(x, int) else b.mul(x, i64(k))
@@ -235,10 +230,10 @@ def block_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, MR: i
                            source_etype=s.a_elem)
             c_base = b.gep(c_ptr, [b.add(b.mul(i0, i64(N)), ncol0)], source_etype=s.acc_t)
             if ahead is not None and mr == MR:
-                k0 = b.mul(b.udiv(i0, i64(MR)), i64(per_block))
+                first = b.mul(b.udiv(i0, i64(MR)), _scaled(b, step, per_block))  # this block's first k-step's row
                 for j in range(per_block):
-                    off = b.mul(b.add(k0, i64(j)), _as_i64(step))
-                    prefetch(b, b.gep(ahead, [off], source_etype=s.b_elem), PANEL_AHEAD)
+                    row = b.gep(ahead, [b.add(first, _scaled(b, step, j))], source_etype=s.b_elem)
+                    prefetch(b, row, PANEL_AHEAD)
             micro_kernel(b, s, steps=steps, unroll=unroll, mr=mr, widths=widths, a_base=a_base, a_rs=a_rs,
                          a_ks=a_ks, b_base=bpan, b_step=step, c_base=c_base, c_rs=N, init_zero=init_zero)
         if mfull == 1:
