@@ -18,13 +18,16 @@ Paths (`fl.options["dot"]` forces one; "auto" takes the best the target has):
 
 Few rows (GEMV-like, M <= MR, decode steps) on the FMA path: every B element is used once, so B is read in place
 rather than packed: streamed along its rows (a narrow B widened in registers), or, for a B given as the transpose
-of a loaded tile (x @ w.T), as dot products along the rows of w.
+of a loaded tile (x @ w.T), as dot products along the rows of w. A float32 B streams for a few groups of MR rows
+too (STREAM_GROUPS).
 
 A B operand given as panels (`tl.dot(a, b, b_layout="panels")`, dot_pack.Panels) is read in place where its
 layout is the micro-kernel's (AMX: bfloat16/int8 panels; FMA: float32 panels NR wide) and its tile is in
 bounds, and unpacked from its k-groups into the usual packs otherwise.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from llvmlite import ir
 
@@ -43,7 +46,7 @@ from codegen.dot_pack import (
     with_loader,
 )
 from codegen.ir import Node
-from codegen.llvm_util import i64, reg_type
+from codegen.llvm_util import i64, mem_type, reg_type
 from codegen.tiles import Buf
 
 # (MR, NV) register blocks of the FMA micro-kernel by float32 lanes per vector
@@ -58,7 +61,27 @@ FMA_UNROLL = 4
 # 0.89x of whole; a whole 256 x 256 tile (256 KiB) level with panels. AVX-512 (the Xeon of the earlier sessions) not
 # measured with it: packs per panel.
 WHOLE_B_BYTES = {8: 256 << 10}
-STREAM_CHUNK = 8  # k-steps per chunk of a streamed (few-row) dot: 4-64 measured alike on the dev machine
+# Whole-B panels lie this many elements (a cache line) more than K x NR apart: at K x NR x 4 bytes (a multiple of
+# 4 KiB for K a multiple of 64) each source row's pieces were stored into one L1 set.
+WHOLE_B_PAD = 16
+# A dot of at most this many rows packing its B tile whole from an array prefetches the tile below it (the next k
+# step's) into L2 meanwhile (block_loops' tile_ahead, `next_tile`): each B tile serves only a few row blocks, so its
+# pack from memory is a large part of the dot. One-off on AMD Zen 3 (float32, K = N = 4096, medians of 11 interleaved
+# rounds, 1 / 2 threads), with WHOLE_B_PAD against neither: M = 32 1.14-1.22x / 1.19-1.20x, M = 64 1.06x / 1.00-1.05x,
+# n = 512 and 1024 (M = 512 tiles) 0.97-1.01x; the prefetch alone M = 32 1.10x / 1.10x, the gap alone 0.94-1.05x;
+# M = 128 tiles 0.95-1.01x, hence 64.
+NEXT_TILE_ROWS = 64
+# A dot of a few more rows than MR streams B in place too, its rows in up to this many groups (by lanes of the FMA
+# path; stream_loops): the first group of each chunk reads it from memory, the others from cache, where packing would
+# have copied each B tile for only a few row blocks. One-off on AMD Zen 3 (float32, K = N = 4096, medians of 11
+# interleaved rounds, 1 / 2 threads, against packing): M = 8 1.29-1.41x / 1.30-1.45x, M = 12 1.20-1.24x / 1.18-1.21x,
+# M = 16 1.04-1.12x / 1.03-1.14x; M = 24 and 32 (4 and 6 groups) 0.87-0.92x, hence 3. Not for a B widened in
+# registers (once per group): bfloat16 M = 16 0.89x, float16 M = 8 / 16 0.64x / 0.42x (1 thread).
+STREAM_GROUPS = {8: 3}
+# k-steps per chunk of a streamed (few-row) dot: 4-64 measured alike on the dev machine (the Xeon, M <= MR). With row
+# groups on AMD Zen 3 (M = 8, 16), against 8: 16 0.86-1.00x, 32 0.60-0.77x, 64 0.38-0.49x (a chunk's k-steps of one
+# panel, B's rows 16 KiB apart, share an L1 set of 8 ways).
+STREAM_CHUNK = 8
 NARROW = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
 # narrow (bfloat16, FP8, int8) dots of at most this many rows take the FMA path, which reads B in place. One-off,
 # bfloat16 K = N = 4096 against the AMX path, 1 / 2 threads: M = 1 1.9x / 1.7x, M = 4 1.7x / 1.5x, M = 6 1.2x / 1.1x
@@ -201,10 +224,11 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
     def packed_loops():
         _packed_loops(fl, n, sb, scheme, loops, cvt, MR=MR, whole=whole)
 
-    if M <= MR and sb.from_array and not sb.transposed:
-        # GEMV-like: every B element is used once, so a tile whose k rows lie in the array streams B in place,
-        # an edge tile past the array's last column too (its columns beyond read as zeros, masked); one past
-        # the last row is packed through its masked loads
+    groups = STREAM_GROUPS.get(V, 1) if sb.dtype == out else 1
+    if M <= groups * MR and sb.from_array and not sb.transposed:
+        # GEMV-like: every B element is used once (by each group of MR rows: STREAM_GROUPS), so a tile whose k rows
+        # lie in the array streams B in place, an edge tile past the array's last column too (its columns beyond
+        # read as zeros, masked); one past the last row is packed through its masked loads
         base, rs, _ = sb.resolve()
         lead, rows, cols = sb.extent()
         with b.if_else(b.and_(lead, b.icmp_signed("==", rows, i64(K))), likely=True) as (then, otherwise):
@@ -213,7 +237,7 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
                 # time (float16, M = 1: 4.0 s -> 1.9 s, run time level; bfloat16 would lose 3-7%)
                 unroll = FMA_UNROLL if sb.dtype in (out, dt.bfloat16) else 1
                 stream_loops(b, _widening(fl, scheme, sb.dtype, out, cvt), chunk=STREAM_CHUNK, b_ptr=base, b_rs=rs,
-                             cols=cols, **{**loops, "unroll": unroll})
+                             cols=cols, MR=MR, **{**loops, "unroll": unroll})
             with otherwise:
                 packed_loops()
         return C
@@ -241,9 +265,11 @@ def _packed_loops(fl, n: Node, sb, scheme: Scheme, loops: dict, cvt, *, MR: int,
     K, N, V, NV = loops["steps"], loops["N"], scheme.V, loops["NV"]
     NR = NV * V
     if whole:
-        Bw = fl.alloca((-(-N // NR) * K * NR,), out, n.loc).ptr
-        with_loader(fl, sb, lambda ld: pack_tile(fl, ld, cvt, Bw, acc_t, K=K, N=N, V=V, NV=NV))
-        block_loops(b, scheme, MR=MR, b_ptr=Bw, b_step=NR, **loops)
+        stride = K * NR + WHOLE_B_PAD
+        Bw = fl.alloca((-(-N // NR) * stride,), out, n.loc).ptr
+        with_loader(fl, sb, lambda ld: pack_tile(fl, ld, cvt, Bw, acc_t, K=K, N=N, V=V, NV=NV, stride=stride))
+        ahead = next_tile(b, sb, K, N) if sb.from_array and loops["M"] <= NEXT_TILE_ROWS else None
+        block_loops(b, scheme, MR=MR, b_ptr=Bw, b_step=NR, b_panel=stride, tile_ahead=ahead, **loops)
         return
     Bp = fl.alloca((K * NR,), out, n.loc).ptr
     pack = pack_panel_t if sb.transposed else pack_panel
@@ -253,18 +279,35 @@ def _packed_loops(fl, n: Node, sb, scheme: Scheme, loops: dict, cvt, *, MR: int,
     block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
 
 
+def next_tile(b: ir.IRBuilder, sb, K: int, N: int) -> tuple[int, Callable]:
+    """(lines, line(l) -> pointer): the cache lines, row by row, of the K x N tile of the array just below `sb`'s
+    (a tile from an array, not a transpose): the next tile of a k loop down B. Past the array's end they point
+    nowhere; they are only prefetched (which never faults)."""
+    base, rs, _ = sb.resolve()
+    per_line = 64 // sb.dtype.itemsize
+    row_lines = -(-N // per_line)
+
+    def line(l):
+        row = b.add(b.udiv(l, i64(row_lines)), i64(K))
+        return b.gep(base, [b.add(b.mul(row, rs), b.mul(b.urem(l, i64(row_lines)), i64(per_line)))],
+                     source_etype=mem_type(sb.dtype))
+    return K * row_lines, line
+
+
 def whole_b(V: int, K: int, N: int, room: int | None = None) -> bool:
     """Whether the FMA dot at V lanes packs a K x N B tile (not a transpose) whole, row by row, before its
     micro-kernels (`dot_pack.pack_tile`), rather than one panel at a time just before each panel's: where
-    WHOLE_B_BYTES allows and, given the `room` left in the kernel's on-chip budget, the tile fits it."""
-    size = whole_b_bytes(V, K, N)
-    return size <= WHOLE_B_BYTES.get(V, 0) and (room is None or size <= room)
+    WHOLE_B_BYTES allows (the panels' bytes without their gaps) and, given the `room` left in the kernel's on-chip
+    budget, the tile fits it."""
+    NR = panel_cols(V)
+    return 4 * K * NR * -(-N // NR) <= WHOLE_B_BYTES.get(V, 0) and (room is None or whole_b_bytes(V, K, N) <= room)
 
 
 def whole_b_bytes(V: int, K: int, N: int) -> int:
-    """Bytes of a K x N B tile packed whole into float32 panels at V lanes (the last one zero-padded)."""
+    """Bytes of a K x N B tile packed whole into float32 panels at V lanes (the last one zero-padded), WHOLE_B_PAD
+    apart."""
     NR = panel_cols(V)
-    return 4 * K * -(-N // NR) * NR
+    return 4 * (K * NR + WHOLE_B_PAD) * -(-N // NR)
 
 
 def _widening(fl, scheme: Scheme, src: dt.DType, out: dt.DType, cvt) -> Scheme:

@@ -20,6 +20,7 @@ W's rows).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -48,6 +49,7 @@ from codegen.scalar_ops import hreduce
 # matmul_kernel's per-tile packing): no prefetch 1.02x, into L2 1.07x, into L1 (3) 1.01x.
 PANEL_AHEAD = 2
 AHEAD_MAX = 8  # prefetches before a row block at most (a short tile's few row blocks prefetch the panel's first rows)
+TILE_AHEAD_MAX = 32  # block_loops' tile_ahead: lines prefetched before a block at most
 
 
 @dataclass(frozen=True)
@@ -204,17 +206,24 @@ def _scaled(b, x, k: int):
 def block_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, MR: int, NV: int, unroll: int,
                 a_ptr: ir.Value, a_rs, a_ks: int, b_ptr: ir.Value, b_step: int,
                 c_ptr: ir.Value, init_zero: bool, b_panel: int | None = None,
-                pack_panel: Callable | None = None, panel_ahead: Callable | None = None) -> None:
+                pack_panel: Callable | None = None, panel_ahead: Callable | None = None,
+                tile_ahead: tuple[int, Callable] | None = None) -> None:
     """All MR x NR blocks of C[M, N]: panels outer (the B panel stays in L1), row blocks inner.
     B panel p starts `b_panel` elements after panel p-1 (default steps*b_step; 0: one panel buffer
     reused). `pack_panel(p, ncols)` is emitted before the row blocks of each panel; it may return the
     (base, k step) the panel is to be read from instead. `panel_ahead(p)`: where the panel after p lies (read in
-    place with p's k step), prefetched into L2 a few lines before each of p's whole row blocks (PANEL_AHEAD)."""
+    place with p's k step), prefetched into L2 a few lines before each of p's whole row blocks (PANEL_AHEAD).
+    `tile_ahead` (lines, line(l) -> pointer): cache lines prefetched into L2 while the blocks run, shared out
+    in order over the whole MR x NR blocks, a few before each (at most TILE_AHEAD_MAX)."""
     V = s.V
     NR = NV * V
     npan_full, nrem = divmod(N, NR)
     mfull, mrem = divmod(M, MR)
     panel_elems = steps * b_step if b_panel is None else b_panel
+    tile_share = 0  # tile_ahead's lines before each whole block
+    if tile_ahead is not None and npan_full * mfull:
+        lines, line = tile_ahead
+        tile_share = min(TILE_AHEAD_MAX, -(-lines // (npan_full * mfull)))
 
     def panel(p, widths):
         bpan = b.gep(b_ptr, [b.mul(p, i64(panel_elems))], source_etype=s.b_elem)
@@ -234,6 +243,10 @@ def block_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, MR: i
                 for j in range(per_block):
                     row = b.gep(ahead, [b.add(first, _scaled(b, step, j))], source_etype=s.b_elem)
                     prefetch(b, row, PANEL_AHEAD)
+            if tile_share and mr == MR and sum(widths) == NR:  # (a whole block: block p * mfull + i0 / MR)
+                first = b.mul(b.add(b.mul(p, i64(mfull)), b.udiv(i0, i64(MR))), i64(tile_share))
+                for j in range(tile_share):
+                    prefetch(b, line(b.add(first, i64(j))), PANEL_AHEAD)
             micro_kernel(b, s, steps=steps, unroll=unroll, mr=mr, widths=widths, a_base=a_base, a_rs=a_rs,
                          a_ks=a_ks, b_base=bpan, b_step=step, c_base=c_base, c_rs=N, init_zero=init_zero)
         if mfull == 1:
@@ -256,8 +269,10 @@ def block_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, MR: i
 
 def stream_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, chunk: int, NV: int, unroll: int,
                  a_ptr: ir.Value, a_rs, a_ks: int, b_ptr: ir.Value, b_rs: ir.Value, c_ptr: ir.Value,
-                 init_zero: bool, cols: ir.Value) -> None:
-    """C[M, N] (+)= A @ B for a few rows (M <= MR, GEMV-like), B read in place (k-step stride `b_rs`).
+                 init_zero: bool, cols: ir.Value, MR: int | None = None) -> None:
+    """C[M, N] (+)= A @ B for a few rows (GEMV-like), B read in place (k-step stride `b_rs`). More than `MR` rows
+    go in near-equal groups of at most MR within each chunk: the first streams the chunk from memory, the others
+    read it again from cache.
 
     Every B element is used once, so the dot is a stream of B from memory. The k-steps go in chunks of
     `chunk` outermost and the NR-column panels inner: B is read as `chunk` long runs along whole rows (what
@@ -280,16 +295,24 @@ def stream_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, chun
             return None
         return [None] * (len(widths) - 1) + [_lane_mask(V, widths[-1])]
 
+    ngroups = -(-M // MR) if MR else 1
+    bounds = [g * M // ngroups for g in range(ngroups + 1)]
+    groups = [(lo, hi - lo) for lo, hi in itertools.pairwise(bounds)]  # (first row, rows)
+
     def run(k0: int | ir.Value, ksteps: int, zero: bool, edge: bool) -> None:
+        for r0, mr in groups:
+            group(k0, ksteps, zero, edge, r0, mr)
+
+    def group(k0: int | ir.Value, ksteps: int, zero: bool, edge: bool, r0: int, mr: int) -> None:
         k0 = i64(k0) if isinstance(k0, int) else k0
-        a_base = b.gep(a_ptr, [b.mul(k0, i64(a_ks))], source_etype=s.a_elem)
+        a_base = b.gep(a_ptr, [b.add(b.mul(k0, i64(a_ks)), _scaled(b, a_rs, r0))], source_etype=s.a_elem)
 
         def panel(p, widths, masked: bool):
             col = b.mul(p, i64(NR))
-            micro_kernel(b, s, steps=ksteps, unroll=unroll, mr=M, widths=widths, a_base=a_base, a_rs=a_rs,
+            micro_kernel(b, s, steps=ksteps, unroll=unroll, mr=mr, widths=widths, a_base=a_base, a_rs=a_rs,
                          a_ks=a_ks, b_base=b.gep(b_ptr, [b.add(b.mul(k0, b_rs), col)], source_etype=s.b_elem),
-                         b_step=b_rs, c_base=b.gep(c_ptr, [col], source_etype=s.acc_t), c_rs=N, init_zero=zero,
-                         b_masks=masks(col, widths, masked))
+                         b_step=b_rs, c_base=b.gep(c_ptr, [b.add(col, i64(r0 * N))], source_etype=s.acc_t), c_rs=N,
+                         init_zero=zero, b_masks=masks(col, widths, masked))
         if edge:  # the panels wholly in the array first, unmasked; then those past its last column
             inside = b.udiv(cols, i64(NR))
             with for_range(b, 0, inside, 1, "st.p") as p:

@@ -324,17 +324,17 @@ def pack_panel(fl, load: Loader, cvt, dst, dst_t, p, ncols: int, *, K: int, V: i
             store(b, x, dst, dst_t, b.add(base, i64(v * V)))
 
 
-def pack_tile(fl, load: Loader, cvt, dst, dst_t, *, K: int, N: int, V: int, NV: int) -> None:
-    """All FMA B panels of a K x N source at once, row by row: dst[p*K*NR + k*NR + c] = cvt(src[k, p*NR + c]),
-    the ragged last panel's last vector zero-padded. Each source row is read as one run of N elements (a panel
-    at a time reads one NR-column piece of every row)."""
+def pack_tile(fl, load: Loader, cvt, dst, dst_t, *, K: int, N: int, V: int, NV: int, stride: int) -> None:
+    """All FMA B panels of a K x N source at once, row by row: dst[p*stride + k*NR + c] = cvt(src[k, p*NR + c])
+    (stride >= K*NR), the ragged last panel's last vector zero-padded. Each source row is read as one run of N
+    elements (a panel at a time reads one NR-column piece of every row)."""
     b = fl.b
     NR = NV * V
     full, rem = divmod(N, NR)
 
     def piece(k, p, ncols):
         """Row k's ncols columns of panel p (an i64 value) into the panel."""
-        base = b.add(b.mul(p, i64(K * NR)), b.mul(k, i64(NR)))
+        base = b.add(b.mul(p, i64(stride)), b.mul(k, i64(NR)))
         for v in range(-(-ncols // V)):
             w = min(V, ncols - v * V)
             x = pad(b, cvt(load(b, k, b.add(b.mul(p, i64(NR)), i64(v * V)), w)), V)

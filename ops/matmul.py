@@ -36,7 +36,8 @@ DEFAULTS = {  # tile sizes per input dtype until the tuner has something better 
 FMA8_DEFAULTS = {"BM": 512, "BN": 128, "BK": 256, "ORDER": "ij"}
 # and for products of at most FMA8_SHORT_ROWS rows (decode-like, more than STREAM_ROWS), B tiles as wide and shallow
 # as that budget allows: each row's piece a whole 4 KiB page. One-off, K = N = 4096 against FMA8_DEFAULTS (1 / 2
-# threads): M = 16 1.07-1.10x / 1.18x, M = 32 1.02x / 1.09x; M = 64 0.94x / 0.92x
+# threads): M = 16 1.07-1.10x / 1.18x, M = 32 1.02x / 1.09x; M = 64 0.94x / 0.92x. (Tiles of at most 18 rows now
+# stream B in place within them: codegen.dot.STREAM_GROUPS.)
 FMA8_SHORT = {"BN": 1024, "BK": 64}
 FMA8_SHORT_ROWS = 32
 FIT_QUANTA = {"BM": 32, "BN": 32, "BK": 32}  # fitted tile sizes are multiples of these (a 2 x 2 AMX block, k-step)

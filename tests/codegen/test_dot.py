@@ -347,6 +347,57 @@ def test_b_packed_whole_or_by_panel(path):
     assert not re.search(r'^"?t[kp]\.', llvm, re.MULTILINE)
 
 
+@pytest.mark.parametrize("path", ["avx2"], indirect=True)
+@pytest.mark.parametrize("BM", [7, 18])
+def test_row_groups_stream_b(path, BM):
+    """At 8 lanes a float32 dot of up to STREAM_GROUPS[8] groups of MR rows streams B in place too, the groups in
+    near-equal parts of each chunk (edge tiles, ragged panels and chunks as for fewer rows); one row more, or a B
+    widened in registers (bfloat16), packs B instead."""
+    from codegen.dot import FMA_BLOCKS, STREAM_GROUPS
+
+    k = _fresh(mm)
+    rng = np.random.default_rng(7)
+
+    @settings(max_examples=3, deadline=None, database=None)
+    @example(M=BM, N=130, K=75)
+    @example(M=2 * BM + 1, N=17, K=9)
+    @given(**SHAPES)
+    def run(M, N, K):
+        a, b = _rand(rng, (M, K), "float32"), _rand(rng, (K, N), "float32")
+        c = _out(M, N, "float32")
+        k(a, b, c, BM=BM, BN=128, BK=64)
+        check(c, a, b)
+    run()
+
+    def streams(kernel, rows, dtype):
+        a, b = _rand(rng, (rows, 64), dtype), _rand(rng, (64, 128), dtype)
+        llvm = kernel.inspect(a, b, _out(rows, 128, dtype), BM=rows, BN=128, BK=64)["llvm_ir"]
+        return bool(re.search(r'^"?st\.', llvm, re.MULTILINE))
+    most = STREAM_GROUPS.get(min(host_target().vlen, 8), 1) * FMA_BLOCKS[min(host_target().vlen, 8)][0]
+    assert streams(k, BM, "float32") == (BM <= most)
+    assert not streams(k, most + 1, "float32")
+    assert not streams(_fresh(mm), BM, "bfloat16")
+
+
+@pytest.mark.parametrize("path", ["whole"], indirect=True)
+def test_few_rows_prefetch_the_next_b_tile(path):
+    """A dot of at most NEXT_TILE_ROWS rows that packs its B tile whole from an array prefetches the tile below it
+    (the next k step's) while its blocks run; taller dots do not. Both products are right, ragged ones too (the
+    last k tile's prefetches point past the array: tests/hardening/test_guard_pages.py runs such products flush
+    against a guard page)."""
+    from codegen.dot import NEXT_TILE_ROWS
+
+    rng = np.random.default_rng(6)
+    for rows, expect in ((NEXT_TILE_ROWS, True), (2 * NEXT_TILE_ROWS, False)):
+        a, b = _rand(rng, (rows + 3, 150), "float32"), _rand(rng, (150, 70), "float32")
+        c = _out(rows + 3, 70, "float32")
+        k = _fresh(mm)
+        k(a, b, c, BM=rows, BN=64, BK=64)
+        check(c, a, b)
+        llvm = k.inspect(a, b, c, BM=rows, BN=64, BK=64)["llvm_ir"]
+        assert ("@llvm.prefetch" in llvm) == expect, rows
+
+
 def test_auto_picks_the_best_path():
     """"auto": AMX for bfloat16/FP8/int8 where granted; else vdpbf16ps on CPUs without AMX, FMA on
     CPUs whose AMX the OS withheld (vdpbf16ps runs at half rate there); FMA for float32 and float16."""

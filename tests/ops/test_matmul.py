@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import csrc
 import ops
 import tilelang as tl
-from codegen.dot import path_lanes
+from codegen.dot import WHOLE_B_PAD, path_lanes
 from ops import _tuned
 from tests.concurrency import run_concurrently
 
@@ -212,7 +212,8 @@ def test_avx2_tiles_split_columns_in_whole_panels(lanes):
     assert mm.default_config("float32", 4096, 4096, 4096) == mm.FMA8_DEFAULTS
     short = mm.fitted_fma(mm.default_config("float32", 16, 4000, 4000, 2), 16, 4000, 4000, 2)
     assert (short["BM"], short["BN"], short["BK"]) == (16, 1008, 64)  # (FMA8_SHORT, grown only where B stays whole)
-    assert mm.dot_bytes("fma", 16, 1008, 64) == 4 * (16 * 1008 + 16 * 64 + 64 * 1008)  # (B's whole tile counted)
+    # (B's whole tile counted: 63 panels, WHOLE_B_PAD apart)
+    assert mm.dot_bytes("fma", 16, 1008, 64) == 4 * (16 * 1008 + 16 * 64 + 63 * (64 * 16 + WHOLE_B_PAD))
 
 
 def test_fma_splits_follow_the_target():
