@@ -269,7 +269,7 @@ def block_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, MR: i
 
 def stream_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, chunk: int, NV: int, unroll: int,
                  a_ptr: ir.Value, a_rs, a_ks: int, b_ptr: ir.Value, b_rs: ir.Value, c_ptr: ir.Value,
-                 init_zero: bool, cols: ir.Value, MR: int | None = None) -> None:
+                 init_zero: bool, cols: ir.Value, MR: int) -> None:
     """C[M, N] (+)= A @ B for a few rows (GEMV-like), B read in place (k-step stride `b_rs`). More than `MR` rows
     go in near-equal groups of at most MR within each chunk: the first streams the chunk from memory, the others
     read it again from cache.
@@ -295,7 +295,7 @@ def stream_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, chun
             return None
         return [None] * (len(widths) - 1) + [_lane_mask(V, widths[-1])]
 
-    ngroups = -(-M // MR) if MR else 1
+    ngroups = -(-M // MR)
     bounds = [g * M // ngroups for g in range(ngroups + 1)]
     groups = [(lo, hi - lo) for lo, hi in itertools.pairwise(bounds)]  # (first row, rows)
 
