@@ -17,7 +17,7 @@ import csrc
 import tilelang as tl
 from autotune.space import bucket, fit, fit_even, spread
 from codegen import dtypes as dt
-from codegen.dot import FEW_ROWS, choose_path, panel_cols, path_lanes, whole_b, whole_b_bytes
+from codegen.dot import FEW_ROWS, FMA_BLOCKS, STREAM_GROUPS, choose_path, panel_cols, path_lanes, whole_b, whole_b_bytes
 from codegen.lower import STACK_LIMIT
 from ops import _tuned
 from ops._checks import as_array, check_out, dtype_of, overlaps, reshaped_view
@@ -61,14 +61,14 @@ def fitted(cfg: dict, M: int, N: int, K: int, quanta: dict = FIT_QUANTA) -> dict
     return {**cfg, **{k: fit(cfg[k], n, quanta[k]) for k, n in (("BM", M), ("BN", N), ("BK", K))}}
 
 
-def fitted_fma(cfg: dict, M: int, N: int, K: int, threads: int = 1, batch: int = 1) -> dict:
+def fitted_fma(cfg: dict, M: int, N: int, K: int, threads: int = 1, batch: int = 1, rows: int = FEW_ROWS) -> dict:
     """`cfg` with the FMA dot's tiles split evenly over the product (`autotune.space.fit_even`), up to FMA_GROW times
     larger where their buffers stay within FMA_GROWN_BYTES: the accumulator, A's pack and a B panel (64
     columns, or as wide as the tile for the few-row dot's panels). A streamed product (one row of tiles, M <=
-    STREAM_ROWS, `batch` of them) gets as many column tiles on each of the `threads`: M = 1, K = 4096 on 2
+    `rows`: `stream_rows`, `batch` of them) gets as many column tiles on each of the `threads`: M = 1, K = 4096 on 2
     threads, N = 11008 in 4 tiles instead of 3 measured 1.43x, N = 12288 1.30x (one-off)."""
     BM, BN, BK = _fma_split(fma_lanes(), cfg["BM"], cfg["BN"], cfg["BK"], M, N, K)
-    if M <= STREAM_ROWS and BM >= M:
+    if M <= rows and BM >= M:
         tiles = -(-N // BN)
         while batch * tiles % threads:
             tiles += 1
@@ -429,13 +429,24 @@ def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1, batch: 
         cfg["BM"] = bucket(M)
     if fma8 and STREAM_ROWS < M <= FMA8_SHORT_ROWS:
         cfg.update(FMA8_SHORT)
-    if M <= STREAM_ROWS and dot_path(dtype, M) in ("fma", "portable"):  # (N's bucket: ops._tuned caches per bucket)
+    if M <= stream_rows(dtype, bt) and dot_path(dtype, M) in ("fma", "portable"):  # (N's bucket: ops._tuned caches per bucket)
         cfg["BN"] = max(cfg["BN"], min(STREAM_BN, bucket(-(-bucket(N) // max(1, threads)))))
         if bt:
             cfg["BK"] = max(cfg["BK"], min(ROWS_BK, bucket(K)))
     else:  # a program per thread (bfloat16 n = 512 on 2 threads: one 512 x 512 tile ran at 0.51x two)
         cfg["BM"], cfg["BN"] = spread(cfg["BM"], cfg["BN"], M, N, threads, batch=batch)
     return cfg
+
+
+def stream_rows(dtype: str, bt: bool = False) -> int:
+    """The most rows of a product whose tiles stream B from memory (one column block per thread, as wide as the row
+    allows: `default_config`): STREAM_ROWS, or for a float32, row-major B on the FMA path at 8 lanes as many as tl.dot
+    streams in groups (codegen.dot.STREAM_GROUPS). One-off on AMD Zen 3 (K = N = 4096, interleaved, 1 / 2 threads),
+    whole rows / one block a thread against FMA8_SHORT's 1024 columns: M = 8 1.10-1.13x / 1.03-1.06x, M = 12
+    1.12-1.24x / 1.01-1.12x, M = 16 1.09-1.19x / 1.04-1.16x."""
+    if dtype == "float32" and not bt and dot_path(dtype) == "fma" and fma_lanes() == 8:
+        return STREAM_GROUPS[8] * FMA_BLOCKS[8][0]
+    return STREAM_ROWS
 
 
 def launch_plan(dtype: str, a3, b3, c3, config: dict | None = None) -> tuple[str, dict]:
@@ -473,7 +484,7 @@ def kernel_config(dtype: str, a3, b3, c3) -> dict:
     (_, M, K), N = a3.shape, b3.shape[2]
     cfg = tuned_config(dtype, a3, b3, c3)
     if dot_path(dtype, min(M, cfg["BM"])) in ("fma", "portable"):
-        return fitted_fma(cfg, M, N, K, csrc.num_threads(), a3.shape[0])
+        return fitted_fma(cfg, M, N, K, csrc.num_threads(), a3.shape[0], stream_rows(dtype, column_major(b3)))
     return fitted(cfg, M, N, K)
 
 

@@ -210,10 +210,14 @@ def test_avx2_tiles_split_columns_in_whole_panels(lanes):
     assert (cfg["BM"], cfg["BN"], cfg["BK"]) == (516, 160, 258)
     assert mm.fitted_fma({"BM": 1, "BN": 1000, "BK": 256, "ORDER": "ij"}, 1, 1000, 256)["BN"] == 1000
     assert mm.default_config("float32", 4096, 4096, 4096) == mm.FMA8_DEFAULTS
-    short = mm.fitted_fma(mm.default_config("float32", 16, 4000, 4000, 2), 16, 4000, 4000, 2)
-    assert (short["BM"], short["BN"], short["BK"]) == (16, 1008, 64)  # (FMA8_SHORT, grown only where B stays whole)
+    short = mm.fitted_fma(mm.default_config("float32", 24, 4000, 4000, 2), 24, 4000, 4000, 2)
+    assert (short["BM"], short["BN"], short["BK"]) == (24, 1008, 64)  # (FMA8_SHORT, grown only where B stays whole)
     # (B's whole tile counted: 63 panels, WHOLE_B_PAD apart)
-    assert mm.dot_bytes("fma", 16, 1008, 64) == 4 * (16 * 1008 + 16 * 64 + 63 * (64 * 16 + WHOLE_B_PAD))
+    assert mm.dot_bytes("fma", 24, 1008, 64) == 4 * (24 * 1008 + 24 * 64 + 63 * (64 * 16 + WHOLE_B_PAD))
+    # up to stream_rows (18) float32 rows stream B: one column block a thread, 2000 columns each
+    assert mm.stream_rows("float32") == 18 and mm.stream_rows("float32", bt=True) == mm.stream_rows("bfloat16") == 4
+    rows = mm.fitted_fma(mm.default_config("float32", 16, 4000, 4000, 2), 16, 4000, 4000, 2, rows=18)
+    assert (rows["BM"], rows["BN"]) == (16, 2000)
 
 
 def test_fma_splits_follow_the_target():
