@@ -429,7 +429,8 @@ def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1, batch: 
         cfg["BM"] = bucket(M)
     if fma8 and STREAM_ROWS < M <= FMA8_SHORT_ROWS:
         cfg.update(FMA8_SHORT)
-    if M <= stream_rows(dtype, bt) and dot_path(dtype, M) in ("fma", "portable"):  # (N's bucket: ops._tuned caches per bucket)
+    if M <= stream_rows(dtype, bt) and dot_path(dtype, M) in ("fma", "portable"):
+        # (N's bucket: ops._tuned caches per bucket)
         cfg["BN"] = max(cfg["BN"], min(STREAM_BN, bucket(-(-bucket(N) // max(1, threads)))))
         if bt:
             cfg["BK"] = max(cfg["BK"], min(ROWS_BK, bucket(K)))
