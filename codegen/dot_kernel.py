@@ -274,10 +274,10 @@ def stream_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, chun
     go in near-equal groups of at most MR within each chunk: the first streams the chunk from memory, the others
     read it again from cache.
 
-    Every B element is used once, so the dot is a stream of B from memory. The k-steps go in chunks of
-    `chunk` outermost and the NR-column panels inner: B is read as `chunk` long runs along whole rows (what
+    Every B element is used once (once per group), so the dot is a stream of B from memory. The k-steps go in chunks
+    of `chunk` outermost and the NR-column panels inner: B is read as `chunk` long runs along whole rows (what
     the hardware prefetchers follow, a few pages at a time) rather than one short run per row and panel; C
-    (a few rows) stays in L1 between chunks. The ragged last panel streams too, its last vector read under a
+    (a few rows) stays in cache between chunks. The ragged last panel streams too, its last vector read under a
     lane mask. `cols` (i64): how many of B's columns lie in its array (`dot_pack._extent`); where that is fewer
     than N (an edge tile), the panels past it read each vector under the mask of its columns before `cols` (the
     others read as zeros and touch no memory)."""

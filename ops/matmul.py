@@ -418,8 +418,8 @@ def tuned_config(dtype: str, a3, b3, c3) -> dict:
 def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1, batch: int = 1, bt: bool = False) -> dict:
     """The defaults of DEFAULTS (FMA8_DEFAULTS, and FMA8_SHORT for short M, where the dot runs on the FMA path at
     8 lanes), with the M tile shrunk to the next power of two for short M (decode-like shapes: M = 1 would
-    otherwise compute a whole BM-row tile of padding). A product of at most STREAM_ROWS rows (GEMV-like) on the
-    FMA path streams B from memory: one column block per thread, so each streams the longest row runs (measured
+    otherwise compute a whole BM-row tile of padding). A product of at most `stream_rows` rows (GEMV-like) on
+    the FMA path streams B from memory: one column block per thread, so each streams the longest row runs (measured
     at M = 1, K = N = 4096: 256-column blocks 0.65x NumPy, whole rows 1.0x); with a column-major B (`bt`:
     x @ w.T) the runs are rows of w, whole up to ROWS_BK.
     Otherwise the tiles shrink until every thread has a program of the `batch` products (`spread`)."""
