@@ -68,7 +68,7 @@ import numpy as np
 from codegen import dtypes as dt
 from codegen.counts import KernelCounts
 from codegen.interpret import _binary, _unary, cast
-from codegen.ir import COMPARE, ELEMENTWISE, Block, Kernel, Node, Op, Value, walk
+from codegen.ir import COMPARE, ELEMENTWISE, Block, Kernel, Node, Op, Value, dot_panels, walk
 
 TRANSCENDENTAL_FLOPS = 10  # EXP, EXP2, LOG: a range reduction plus a ~degree-6 polynomial per element
 ROOT_FLOPS = 4  # SQRT, RSQRT: one hardware square root / reciprocal estimate plus a Newton step
@@ -312,15 +312,16 @@ class _Evaluator:
         self.tile_ops += w
         if op == Op.DOT:
             a, b = n.srcs[0], n.srcs[1]
-            m, k = a.shape[-2], a.shape[-1]
+            a_panels, b_panels = dot_panels(n)
+            m, k = (out.shape[-2], a.shape[1]) if a_panels else (a.shape[-2], a.shape[-1])
             nn = out.shape[-1]
-            batch = math.prod(a.shape[:-2]) if len(a.shape) > 2 else 1
+            batch = math.prod(a.shape[:-2]) if len(a.shape) > 2 and not a_panels else 1
             self.dot_shapes.setdefault((m, nn, k), None)
             self.flops[("matrix", a.dtype.name)] += w * 2.0 * batch * m * nn * k
             self.dot_calls += w * batch
             mr, nr = self.micro
-            # (a "panels" B operand is read in place, not packed)
-            pack = 2 * (m * k * a.dtype.itemsize + (0 if n.arg == "panels" else k * nn * b.dtype.itemsize))
+            # ("panels" operands are read in place, not packed)
+            pack = 2 * ((0 if a_panels else m * k * a.dtype.itemsize) + (0 if b_panels else k * nn * b.dtype.itemsize))
             stream = a.dtype.itemsize * (m * k * math.ceil(nn / nr)) + b.dtype.itemsize * (k * nn * math.ceil(m / mr))
             acc = m * nn * out.dtype.itemsize * (2 if len(n.srcs) == 3 else 1)
             self.local += w * batch * (pack + stream + acc)

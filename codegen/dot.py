@@ -23,7 +23,10 @@ too (STREAM_GROUPS).
 
 A B operand given as panels (`tl.dot(a, b, b_layout="panels")`, dot_pack.Panels) is read in place where its
 layout is the micro-kernel's (AMX: bfloat16/int8 panels; FMA: float32 panels NR wide) and its tile is in
-bounds, and unpacked from its k-groups into the usual packs otherwise.
+bounds, and unpacked from its k-groups into the usual packs otherwise. A float32 A operand given as row panels
+(`tl.dot(a, b, a_layout="panels")`: a[q, k, r] = A[q*R + r, k]) is read in place by the FMA micro-kernels where R is
+their MR (each k-step's MR values in one run, `_panels_a`), the tile stored whole first where it is not in bounds;
+panels of other R are unpacked into rows.
 """
 from __future__ import annotations
 
@@ -45,8 +48,8 @@ from codegen.dot_pack import (
     source_of,
     with_loader,
 )
-from codegen.ir import Node
-from codegen.llvm_util import i64, mem_type, reg_type
+from codegen.ir import Node, dot_panels
+from codegen.llvm_util import F32, for_range, i64, mem_type, reg_type
 from codegen.tiles import Buf
 
 # (MR, NV) register blocks of the FMA micro-kernel by float32 lanes per vector
@@ -177,20 +180,24 @@ def wide_panel(N: int, V: int, most: int) -> int:
 
 def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
     """The FMA / integer micro-kernel at V lanes (f32 or i32 compute)."""
-    (M, K), N = n.srcs[0].shape, n.result.shape[1]
+    a_panels, b_panels = dot_panels(n)
+    (M, N), K = n.result.shape, n.srcs[0].shape[1]
     out = n.result.dtype
     b = fl.b
     acc_t = reg_type(out)
     MR, NV = FMA_BLOCKS.get(V, (4, 2))
-    sb = source_of(fl, n.srcs[1]) if n.arg != "panels" else None
+    sb = source_of(fl, n.srcs[1]) if not b_panels else None
     if M < MR and not (sb and sb.transposed):  # few rows (GEMV-like): wider panels, so B streams along whole rows
         NV = max(NV, wide_panel(N, V, ((32 if V >= 16 else 16) - 4) // M))
     NR = NV * V
-    sa = source_of(fl, n.srcs[0])
+    sa = source_of(fl, n.srcs[0]) if not a_panels else None
     # A: row-major M x K, or k-major (K x M) when the operand is a transpose; used in place when it
-    # already is a buffer of the compute type
-    a_rs, a_ks = (1, M) if sa.transposed else (K, 1)
-    if isinstance(sa.tile, Buf) and sa.dtype == out:
+    # already is a buffer of the compute type; panels of MR rows (a_panel apart) where given so
+    a_rs, a_ks = (1, M) if sa and sa.transposed else (K, 1)
+    a_panel = None
+    if a_panels:
+        a_ptr, a_rs, a_ks, a_panel = _panels_a(fl, n, M, K, MR)
+    elif isinstance(sa.tile, Buf) and sa.dtype == out:
         a_ptr = sa.tile.ptr
     elif sa.from_array and sa.dtype == out and not sa.transposed:
         # an in-bounds row-major tile of the array is read in place (its rows stream through the
@@ -212,18 +219,21 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
     loops = {"M": M, "N": N, "steps": K, "NV": NV, "unroll": FMA_UNROLL, "a_ptr": a_ptr, "a_rs": a_rs,
              "a_ks": a_ks, "c_ptr": C.ptr, "init_zero": acc is None}
     scheme = fma_scheme(V, acc_t)
-    if n.arg == "panels":
+    if b_panels:
         Bp = fl.alloca((K * NR,), out, n.loc).ptr
         pack_b, ahead = _panels_b(fl, panels_of(fl, n.srcs[1]), Bp, out, acc_t, K=K, V=V, NV=NV)
-        block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, panel_ahead=ahead, **loops)
+        block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, panel_ahead=ahead,
+                    a_panel=a_panel, **loops)
         return C
     cvt = converter(b, sb.dtype, out)
     sb.resolve()
     whole = M >= MR and not sb.transposed and whole_b(V, K, N, fl.room())
 
     def packed_loops():
-        _packed_loops(fl, n, sb, scheme, loops, cvt, MR=MR, whole=whole)
-
+        _packed_loops(fl, n, sb, scheme, {**loops, "a_panel": a_panel}, cvt, MR=MR, whole=whole)
+    if a_panel is not None:
+        packed_loops()
+        return C
     groups = STREAM_GROUPS.get(V, 1) if sb.dtype == out else 1
     if M <= groups * MR and sb.from_array and not sb.transposed:
         # GEMV-like: every B element is used once (by each group of MR rows: STREAM_GROUPS), so a tile whose k rows
@@ -277,6 +287,39 @@ def _packed_loops(fl, n: Node, sb, scheme: Scheme, loops: dict, cvt, *, MR: int,
     def pack_b(p, ncols):
         with_loader(fl, sb, lambda ld: pack(fl, ld, cvt, Bp, acc_t, p, ncols, K=K, V=V, NV=NV))
     block_loops(b, scheme, MR=MR, b_ptr=Bp, b_step=NR, b_panel=0, pack_panel=pack_b, **loops)
+
+
+def _panels_a(fl, n: Node, M: int, K: int, MR: int) -> tuple:
+    """(pointer, row stride, k stride, panel stride) of a "panels" A operand (Q x K x R float32) for block_loops.
+    Panels of MR rows are read as they are: in place where the tile is a load from an array whose k-steps lie R
+    apart and that is in bounds, else stored whole first (panel stride an i64 value). Other panels are unpacked into
+    row-major rows (panel stride None)."""
+    b = fl.b
+    pan = panels_of(fl, n.srcs[0])
+    Q, _, R = n.srcs[0].shape
+
+    def stored():
+        if isinstance(pan.tile, Buf):
+            return pan.tile.ptr, i64(K * R)
+        return fl.materialize(pan.tile, into=buf).ptr, i64(K * R)
+    buf = None if isinstance(pan.tile, Buf) else fl.alloca((Q, K, R), dt.float32, n.loc)
+    if R != MR:  # row q*R + r of A: element k at src[(q*K + k)*R + r]
+        src, _ = stored()
+        dst = fl.alloca((M * K,), dt.float32, n.loc).ptr
+        with for_range(b, 0, Q * K, 1, "ap.qk") as qk:
+            q, k = b.udiv(qk, i64(K)), b.urem(qk, i64(K))
+            for r in range(R):
+                x = b.load(b.gep(src, [b.add(b.mul(qk, i64(R)), i64(r))], source_etype=F32), typ=F32)
+                row = b.add(b.mul(q, i64(R)), i64(r))
+                b.store(x, b.gep(dst, [b.add(b.mul(row, i64(K)), k)], source_etype=F32))
+        return dst, K, 1, None
+    if pan.direct is None:
+        ptr, qs = stored()
+    else:
+        base, (qs, ks), ok = pan.resolve()
+        ok = b.and_(ok, b.icmp_signed("==", ks, i64(R)))
+        ptr, qs = in_place_or_packed(b, ok, (base, qs), stored)
+    return ptr, 1, R, qs
 
 
 def next_tile(b: ir.IRBuilder, sb, K: int, N: int) -> tuple[int, Callable]:

@@ -36,7 +36,7 @@ from codegen.dot_pack import (
     with_loader,
     zero_rows,
 )
-from codegen.ir import Node
+from codegen.ir import Node, dot_panels
 from codegen.llvm_util import F32, I8, I16, I32, I64, alloca, for_range, i64, intrinsic, prefetch, reg_type, vec
 from codegen.tiles import Buf
 
@@ -110,7 +110,7 @@ def lower_dot_amx(fl, n: Node, a, acc: Buf | None, fresh: ir.Value | None = None
                                           et=et)
     # ---- B: VNNI groups in blocks of CB columns (a "panels" operand: its own blocks, in place if it can)
     Bp = fl.alloca((Kp * Np,), din if din in (dt.bfloat16, dt.int8) else dt.bfloat16, n.loc).ptr
-    if n.arg == "panels":
+    if dot_panels(n)[1]:
         bt, b_ahead = _panels_b(fl, panels_of(fl, n.srcs[1]), cvt_of, Bp, din, et, G, K=K, N=N, Kp=Kp, KS=KS)
     else:
         b_ahead = ()

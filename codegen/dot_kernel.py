@@ -207,14 +207,15 @@ def block_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, MR: i
                 a_ptr: ir.Value, a_rs, a_ks: int, b_ptr: ir.Value, b_step: int,
                 c_ptr: ir.Value, init_zero: bool, b_panel: int | None = None,
                 pack_panel: Callable | None = None, panel_ahead: Callable | None = None,
-                tile_ahead: tuple[int, Callable] | None = None) -> None:
+                tile_ahead: tuple[int, Callable] | None = None, a_panel: ir.Value | None = None) -> None:
     """All MR x NR blocks of C[M, N]: panels outer (the B panel stays in L1), row blocks inner.
     B panel p starts `b_panel` elements after panel p-1 (default steps*b_step; 0: one panel buffer
     reused). `pack_panel(p, ncols)` is emitted before the row blocks of each panel; it may return the
     (base, k step) the panel is to be read from instead. `panel_ahead(p)`: where the panel after p lies (read in
     place with p's k step), prefetched into L2 a few lines before each of p's whole row blocks (PANEL_AHEAD).
     `tile_ahead` (lines, line(l) -> pointer): cache lines prefetched into L2 while the blocks run, shared out
-    in order over the whole MR x NR blocks, a few before each (at most TILE_AHEAD_MAX)."""
+    in order over the whole MR x NR blocks, a few before each (at most TILE_AHEAD_MAX). `a_panel` (i64): A given as
+    panels of MR rows this many elements apart (k-major within: a_rs 1, a_ks MR) instead of rows a_rs apart."""
     V = s.V
     NR = NV * V
     npan_full, nrem = divmod(N, NR)
@@ -235,8 +236,9 @@ def block_loops(b: ir.IRBuilder, s: Scheme, *, M: int, N: int, steps: int, MR: i
         per_block = min(AHEAD_MAX, -(-steps // max(1, mfull)))  # the next panel's k-steps prefetched per row block
 
         def rows(i0, mr):
-            a_base = b.gep(a_ptr, [b.mul(i0, a_rs if not isinstance(a_rs, int) else i64(a_rs))],
-                           source_etype=s.a_elem)
+            a_off = (b.mul(i0, a_rs if not isinstance(a_rs, int) else i64(a_rs)) if a_panel is None
+                     else b.mul(b.udiv(i0, i64(MR)), a_panel))
+            a_base = b.gep(a_ptr, [a_off], source_etype=s.a_elem)
             c_base = b.gep(c_ptr, [b.add(b.mul(i0, i64(N)), ncol0)], source_etype=s.acc_t)
             if ahead is not None and mr == MR:
                 first = b.mul(b.udiv(i0, i64(MR)), _scaled(b, step, per_block))  # this block's first k-step's row

@@ -12,7 +12,7 @@ import numpy as np
 
 from codegen import dtypes as dt
 from codegen.dtypes import DType
-from codegen.ir import Block, Kernel, Node, Op, panel_group
+from codegen.ir import Block, Kernel, Node, Op, dot_panels, panel_group
 
 _FP8_MAX = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0}
 
@@ -196,7 +196,11 @@ class _Frame:
     def dot(self, n: Node, get):
         out = n.results[0].dtype
         a, b = (g.astype(np.int32 if out == dt.int32 else np.float32) for g in get[:2])
-        if n.arg == "panels":  # b[p, q, G*c + g] = B[G*q + g, p*W + c]
+        a_panels, b_panels = dot_panels(n)
+        if a_panels:  # a[q, k, r] = A[q*R + r, k]
+            Q, K, R = a.shape
+            a = a.transpose(0, 2, 1).reshape(Q * R, K)
+        if b_panels:  # b[p, q, G*c + g] = B[G*q + g, p*W + c]
             P, Kq, GW = b.shape
             G = panel_group(n.srcs[1].dtype)
             b = b.reshape(P, Kq, GW // G, G).transpose(1, 3, 0, 2).reshape(Kq * G, P * (GW // G))

@@ -118,6 +118,12 @@ def panel_group(d: DType) -> int:
     return max(1, 4 // d.itemsize)
 
 
+def dot_panels(n: Node) -> tuple[bool, bool]:
+    """Whether DOT node `n` takes its A as row panels (arg "a_panels" or "ab_panels": a[q, k, r] = A[q*R + r, k],
+    float32) and its B as column panels of k-groups (arg "panels" or "ab_panels": see panel_group)."""
+    return n.arg in ("a_panels", "ab_panels"), n.arg in ("panels", "ab_panels")
+
+
 @dataclass(frozen=True, slots=True)
 class Access:
     """How a LOAD/STORE addresses an array: param index, which array dims are sliced (kept in the

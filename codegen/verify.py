@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from codegen import dtypes as dt
-from codegen.ir import BINARY, COMPARE, UNARY, Block, Kernel, Node, Op, panel_group
+from codegen.ir import BINARY, COMPARE, UNARY, Block, Kernel, Node, Op, dot_panels, panel_group
 
 
 def _check(n: Node) -> str | None:
@@ -36,7 +36,10 @@ def _check(n: Node) -> str | None:
             return f"interleave {s} -> {r[0]}"
     elif op == Op.DOT:
         a, b = s[0].shape, s[1].shape
-        if n.arg == "panels":  # b: (P, K/G, G*W) column panels of k-groups
+        a_panels, b_panels = dot_panels(n)
+        if a_panels:  # a: (Q, K, R) row panels of float32
+            a = (a[0] * a[2], a[1]) if len(a) == 3 and s[0].dtype == dt.float32 else ()
+        if b_panels:  # b: (P, K/G, G*W) column panels of k-groups
             G = panel_group(s[1].dtype)
             ok = len(b) == 3 and len(a) == 2 and a[1] == G * b[1] and r[0].shape == (a[0], b[0] * (b[2] // G))
         else:

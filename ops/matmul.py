@@ -237,7 +237,7 @@ PACKED_MIN = 1152  # M and N at least this, and K at least PACKED_MIN_K. One-off
 # 1024 x 1024 x 2048 1.00x / 0.92x (two row and column blocks: each operand is packed only twice per call there).
 # FP8 (ops.scaled_matmul takes this path too): 1.11-1.23x at n = 1152, 1280 and 2048 x 2048 x 256 / 1024
 PACKED_MIN_K = 128  # (1536 x 1536 x 64: 1.09x on 1 thread, 0.84x on 2)
-SCRATCH_CACHE_BYTES = 64 << 20  # packed operands up to this size keep their buffers across calls
+SCRATCH_CACHE_BYTES = 96 << 20  # packed operands up to this size keep their buffers across calls (n = 4096's panels)
 
 
 def packed_path(dtype: str, M: int, N: int, K: int, config: dict | None = None) -> bool:
@@ -315,7 +315,7 @@ def matmul_packed(a3, b3, c3, config: dict | None = None) -> None:
     matmul_packed_kernel(ap, bp, c3, **cfg)
 
 
-# ---- B pre-packed (float32 on the 8-lane FMA path): B packed once per call, A read in place ----
+# ---- operands pre-packed (float32 on the 8-lane FMA path): B and A packed once per call into panels ----
 #
 # matmul_kernel packs each B tile again for every row block (M / BM times), and from memory at the latency of its
 # 512-byte row pieces (B's pack took 7.8% of an n = 2048 profile). Here B is packed once per call, whole row runs
@@ -327,9 +327,15 @@ def matmul_packed(a3, b3, c3, config: dict | None = None) -> None:
 # where B is large (it misses the caches on each repack) and would be packed at least four times (M rows): at M = 256
 # / 64 / 16 (K = N = 4096), where each tile of B is packed once anyway, the extra pass measured 0.93-0.95x / 0.75-0.81x
 # / 0.46-0.49x (1 and 2 threads, 9 rounds).
-B_PANELS = {"BM": 256, "BN": 256, "BK": 256}
+B_PANELS = {"BM": 258, "BN": 256, "BK": 256}  # (BM in whole row panels of A: 43 of 6 rows)
 B_PANELS_MIN_M = 2048
 B_PANELS_MIN_BYTES = 16 << 20  # B's float32 bytes (K x N x 4) at least this
+# A is packed once per call too, into row panels of the FMA micro-kernel's row block (tl.dot's a_layout="panels":
+# each k-step's six values in one run; rows read in place lie K floats apart, 8 KiB at n = 2048, six lines in one
+# L1 set). One-off on AMD Zen 3 against A read in place (`ops.matmul` of the commit before, interleaved, 5-11
+# rounds, 1 / 2 threads): n = 2048 0.95-1.02x / 1.00x, n = 3000 1.04x / 1.04x, n = 4096 - / 1.08x. A's pack (a
+# transposing store, ~6 GB/s) costs most of what the loop gains at n = 2048: A packed outside the timing measured
+# 1.02-1.04x / 1.02-1.06x there, 1.06x / 1.11-1.14x at n = 4096.
 
 
 @tl.jit
@@ -346,17 +352,31 @@ def pack_b_panels_kernel(b, bp, W: tl.constexpr = 16, KB: tl.constexpr = 64, PB:
 
 
 @tl.jit
-def matmul_b_panels_kernel(a, bp, c, BM: tl.constexpr = 256, BN: tl.constexpr = 256, BK: tl.constexpr = 256,
-                           W: tl.constexpr = 16):
-    """c[z] = a[z] @ B[z] from pack_b_panels_kernel's (or pack_bt_kernel's) panels of B, padded to whole BN x BK
-    tiles; a read in place."""
-    Z, M, K = a.shape
-    N = c.shape[2]
+def pack_a_panels_kernel(a, ap, R: tl.constexpr = 6, KB: tl.constexpr = 256, AT: tl.constexpr = False):
+    """ap[z, q, k, r] = a[z, q*R + r, k] (zero beyond a): row panels of R rows, ap (Z, Q, Kp, R). Each program stores
+    one panel's KB k-steps, the transpose of an R x KB tile of a. With AT, `a` is passed transposed, (Z, K, M) (a
+    column-major A: the panel's rows are pieces of its rows)."""
+    Z, Q, KP = ap.shape[0], ap.shape[1], ap.shape[2]
+    for z, q, kb in tl.grid(Z, Q, tl.cdiv(KP, KB)):
+        if AT:
+            ap[z, q, kb * KB:(kb + 1) * KB, 0:R] = a[z, kb * KB:(kb + 1) * KB, q * R:(q + 1) * R]
+        else:
+            ap[z, q, kb * KB:(kb + 1) * KB, 0:R] = a[z, q * R:(q + 1) * R, kb * KB:(kb + 1) * KB].T
+
+
+@tl.jit
+def matmul_b_panels_kernel(ap, bp, c, BM: tl.constexpr = 258, BN: tl.constexpr = 256, BK: tl.constexpr = 256,
+                           W: tl.constexpr = 16, R: tl.constexpr = 6):
+    """c[z] = A[z] @ B[z] from pack_a_panels_kernel's row panels of A and pack_b_panels_kernel's (or pack_bt_kernel's)
+    column panels of B, both padded to whole tiles (BM x BK, BN x BK)."""
+    Z, M, N = c.shape
+    KP = ap.shape[2]
     for z, i, j in tl.grid(Z, tl.cdiv(M, BM), tl.cdiv(N, BN)):
         acc = tl.zeros((BM, BN), tl.float32)
-        for k in tl.range(tl.cdiv(K, BK)):
-            acc += tl.dot(a[z, i * BM:(i + 1) * BM, k * BK:(k + 1) * BK],
-                          bp[z, j * (BN // W):(j + 1) * (BN // W), k * BK:(k + 1) * BK, 0:W], b_layout="panels")
+        for k in tl.range(KP // BK):
+            acc += tl.dot(ap[z, i * (BM // R):(i + 1) * (BM // R), k * BK:(k + 1) * BK, 0:R],
+                          bp[z, j * (BN // W):(j + 1) * (BN // W), k * BK:(k + 1) * BK, 0:W],
+                          a_layout="panels", b_layout="panels")
         c[z, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
 
 
@@ -368,29 +388,36 @@ def b_panels_path(dtype: str, M: int, N: int, K: int, config: dict | None = None
 
 
 def b_panels_config(M: int, N: int, K: int, config: dict | None = None) -> dict:
-    """B_PANELS (or `config` over it) split evenly over the product, BN in whole panels; config checked."""
-    W = panel_cols(fma_lanes())
+    """B_PANELS (or `config` over it) split evenly over the product, BM and BN in whole panels; config checked."""
+    W, R = panel_cols(fma_lanes()), FMA_BLOCKS[fma_lanes()][0]
     if config:
         cfg = {**B_PANELS, **config}
-        if set(cfg) != set(B_PANELS) or not all(_positive_int(v) for v in cfg.values()) or cfg["BN"] % W:
-            raise ValueError(f"matmul: a B-panels config has positive BM, BN (a multiple of {W}) and BK, got {config}")
+        if (set(cfg) != set(B_PANELS) or not all(_positive_int(v) for v in cfg.values()) or cfg["BN"] % W
+                or cfg["BM"] % R):
+            raise ValueError(f"matmul: a B-panels config has positive BM (a multiple of {R}), BN (of {W}) and BK, "
+                             f"got {config}")
     else:
-        cfg = {"BM": fit_even(B_PANELS["BM"], M), "BN": fit_even(B_PANELS["BN"] // W, -(-N // W)) * W,
+        cfg = {"BM": fit_even(B_PANELS["BM"] // R, -(-M // R)) * R, "BN": fit_even(B_PANELS["BN"] // W, -(-N // W)) * W,
                "BK": fit_even(B_PANELS["BK"], K)}
-    return {**cfg, "W": W}
+    return {**cfg, "W": W, "R": R}
 
 
 def matmul_b_panels(a3, b3, c3, config: dict) -> None:
-    """c3 = a3 @ b3 (3-D float32 operands) with B packed once into panels (this thread's scratch buffer), padded
-    with zeros to whole tiles of `config` (`b_panels_config`)."""
-    (Z, _, K), N = a3.shape, b3.shape[2]
-    BN, BK, W = config["BN"], config["BK"], config["W"]
+    """c3 = a3 @ b3 (3-D float32 operands) with A and B packed once into panels (this thread's scratch buffers),
+    padded with zeros to whole tiles of `config` (`b_panels_config`)."""
+    (Z, M, K), N = a3.shape, b3.shape[2]
+    BM, BN, BK, W, R = config["BM"], config["BN"], config["BK"], config["W"], config["R"]
+    ap = _scratch("a32", (Z, -(-M // BM) * (BM // R), -(-K // BK) * BK, R), np.float32)
+    if column_major(a3):
+        pack_a_panels_kernel(a3.transpose(0, 2, 1), ap, R=R, AT=True)
+    else:
+        pack_a_panels_kernel(a3, ap, R=R)
     bp = _scratch("b32", (Z, -(-N // BN) * (BN // W), -(-K // BK) * BK, W), np.float32)
     if column_major(b3):
         pack_bt_kernel(b3.transpose(0, 2, 1), bp, W=W)
     else:
         pack_b_panels_kernel(b3, bp, W=W)
-    matmul_b_panels_kernel(a3, bp, c3, **config)
+    matmul_b_panels_kernel(ap, bp, c3, **config)
 
 
 STREAM_ROWS = FEW_ROWS  # row tiles of at most this many rows take the dot's streaming (GEMV-like) path

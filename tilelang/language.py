@@ -78,15 +78,19 @@ def where(cond, a, b) -> Tile:
     return sem.where(cond, a, b)
 
 
-def dot(a, b, acc=None, b_layout: str | None = None) -> Tile:
+def dot(a, b, acc=None, b_layout: str | None = None, a_layout: str | None = None) -> Tile:
     """Matrix product of 2-D tiles with float32 accumulation (int32 for int8); `acc` is added.
 
     `b_layout="panels"`: `b` is the K x N operand pre-packed the way the micro-kernels read it, as a 3-D
     tile of column panels of k-groups: b[p, q, G*c + g] = B[G*q + g, p*W + c], with G = 4 // itemsize
     (float32: 1, bfloat16/float16: 2, int8/FP8: 4; the AMX VNNI order) and W = b.shape[2] // G a
     multiple of 16. The result is M x (P*W). Packing B once (e.g. per weight) and reading its panels in
-    place spares every program the packing (see ops.matmul)."""
-    return sem.dot(a, b, acc, b_layout)
+    place spares every program the packing (see ops.matmul).
+
+    `a_layout="panels"` (float32): `a` is the M x K operand as a 3-D tile of row panels, a[q, k, r] =
+    A[q*R + r, k]: each panel's k-steps contiguous, R rows each. Where R is the FMA micro-kernel's row block
+    (`codegen.dot.FMA_BLOCKS`, 6) the dot reads them in place (else unpacks them). The result is (Q*R) x N."""
+    return sem.dot(a, b, acc, b_layout, a_layout)
 
 
 def exp(x): return sem.unary(Op.EXP, x)

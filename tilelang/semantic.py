@@ -370,8 +370,10 @@ def reduce(kind: str, x, axis=None, keepdims=False) -> Tile:
     return wrap(builder().value(Op.REDUCE, Type(d, shape), (x.value,), arg=(kind, axis, bool(keepdims))))
 
 
-def dot(a, b, acc=None, b_layout=None) -> Tile:
+def dot(a, b, acc=None, b_layout=None, a_layout=None) -> Tile:
     a, b = to_tile(a), to_tile(b)
+    if a_layout is not None:
+        return _dot_a_panels(a, b, acc, a_layout, b_layout)
     if b_layout is not None:
         return _dot_panels(a, b, acc, b_layout)
     if a.ndim != 2 or b.ndim != 2:
@@ -386,34 +388,63 @@ def dot(a, b, acc=None, b_layout=None) -> Tile:
     return _dot_node(a, b, acc, b.shape[1])
 
 
-def _dot_node(a: Tile, b: Tile, acc, n: int, arg=None) -> Tile:
-    """The DOT node of `a` (M x K) and `b` into M x n (int32 for int operands, else float32), `acc` cast to
-    that dtype and broadcast to M x n."""
+def _dot_node(a: Tile, b: Tile, acc, n: int, arg=None, rows: int | None = None) -> Tile:
+    """The DOT node of `a` (M x K, or `rows` rows given as panels) and `b` into M x n (int32 for int operands, else
+    float32), `acc` cast to that dtype and broadcast to M x n."""
     out = dt.int32 if a.dtype.is_int else dt.float32
     srcs = [a.value, b.value]
-    rtype = Type(out, (a.shape[0], n))
+    rtype = Type(out, (a.shape[0] if rows is None else rows, n))
     if acc is not None:
         srcs.append(broadcast_to(cast(acc, out), rtype.shape).value)
     return Tile(builder().value(Op.DOT, rtype, tuple(srcs), arg=arg))
 
 
 def _dot_panels(a, b, acc, layout) -> Tile:
-    if layout != "panels":
-        raise CompileError(f"tl.dot: b_layout must be None or 'panels', got {layout!r}")
+    _check_layout("b", layout)
     if a.ndim != 2 or b.ndim != 3:
         raise CompileError(f"tl.dot with b_layout='panels' takes a 2-D a and a 3-D b (panels, K/G, G*W), "
                            f"got {a.value.type} and {b.value.type}")
     if a.dtype != b.dtype or a.dtype in (dt.bool_, dt.int32, dt.int64):
         raise CompileError(f"tl.dot with b_layout='panels' needs a and b of one float or int8 dtype, "
                            f"got {a.dtype.name} and {b.dtype.name}")
+    return _dot_node(a, b, acc, _panel_columns(b, a.shape[1]), arg="panels")
+
+
+def _dot_a_panels(a, b, acc, layout, b_layout) -> Tile:
+    """A given as row panels, a[q, k, r] = A[q*R + r, k] (Q x K x R, float32); B plain or as panels."""
+    _check_layout("a", layout)
+    if a.ndim != 3:
+        raise CompileError(f"tl.dot with a_layout='panels' takes a 3-D a (panels, K, rows per panel), "
+                           f"got {a.value.type}")
+    if a.dtype != dt.float32 or b.dtype != dt.float32:
+        raise CompileError(f"tl.dot with a_layout='panels' needs float32 a and b, got {a.dtype.name} and "
+                           f"{b.dtype.name}")
+    Q, K, R = a.shape
+    if b_layout is None:
+        if b.ndim != 2 or b.shape[0] != K:
+            raise CompileError(f"tl.dot: the panels of a hold K = {K} but b is {b.value.type}")
+        return _dot_node(a, b, acc, b.shape[1], arg="a_panels", rows=Q * R)
+    _check_layout("b", b_layout)
+    if b.ndim != 3:
+        raise CompileError(f"tl.dot with b_layout='panels' takes a 3-D b (panels, K/G, G*W), got {b.value.type}")
+    return _dot_node(a, b, acc, _panel_columns(b, K), arg="ab_panels", rows=Q * R)
+
+
+def _check_layout(operand: str, layout) -> None:
+    if layout != "panels":
+        raise CompileError(f"tl.dot: {operand}_layout must be None or 'panels', got {layout!r}")
+
+
+def _panel_columns(b, K: int) -> int:
+    """The columns of a "panels" B operand (P x K/G x G*W) for an A of K columns, checked."""
     G = panel_group(b.dtype)
     P, Kq, GW = b.shape
     if GW % (16 * G):
         raise CompileError(f"tl.dot: the panels of b ({b.value.type}) must be a multiple of 16 columns wide "
                            f"(last dim a multiple of {16 * G} for {b.dtype.name})")
-    if a.shape[1] != G * Kq:
-        raise CompileError(f"tl.dot: a has K = {a.shape[1]} but the panels of b hold K = {G} * {Kq} = {G * Kq}")
-    return _dot_node(a, b, acc, P * (GW // G), arg="panels")
+    if K != G * Kq:
+        raise CompileError(f"tl.dot: a has K = {K} but the panels of b hold K = {G} * {Kq} = {G * Kq}")
+    return P * (GW // G)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -183,7 +183,7 @@ def test_ragged_shapes_run_tiles_fitted_to_them(dtype):
     path, cfg = mm.launch_plan(dtype, big, big, big)
     packed, b_panels = mm.packed_path(dtype, 2048, 2048, 2048), mm.b_panels_path(dtype, 2048, 2048, 2048)
     assert path == ("packed" if packed else "b_panels" if b_panels else "kernel")
-    assert cfg == (mm.PACKED_DEFAULT if packed else {**mm.B_PANELS, "W": 16} if b_panels
+    assert cfg == (mm.PACKED_DEFAULT if packed else mm.b_panels_config(2048, 2048, 2048) if b_panels
                    else mm.tuned_config(dtype, big, big, big))
 
 
@@ -403,9 +403,10 @@ def test_bfloat16_pre_packed_path(monkeypatch, packed_min):
 @pytest.mark.parametrize("lanes", [8], indirect=True)
 def test_float32_b_packed_once_into_panels(monkeypatch, lanes, b_panels_min):
     """Large float32 products on the 8-lane FMA path pack B once per call into the micro-kernel's 16-column panels
-    (ops.matmul.matmul_b_panels; a column-major b from its transpose, by pack_bt_kernel) and read A in place; the
-    thresholds are lowered here so ragged, batched, broadcast, strided and transposed shapes take that path. (On a
-    host whose FMA dot has wider panels the kernel packs each panel again: the same results, slower.)"""
+    (ops.matmul.matmul_b_panels; a column-major b from its transpose, by pack_bt_kernel) and A into its 6-row panels
+    (pack_a_panels_kernel; a column-major a from its transpose, AT); the thresholds are lowered here so ragged,
+    batched, broadcast, strided and transposed shapes take that path. (On a host whose FMA dot has wider panels the
+    kernel packs each panel again: the same results, slower.)"""
     lo, lo_b = mm.B_PANELS_MIN_M, mm.B_PANELS_MIN_BYTES
     fma = mm.dot_path("float32") == "fma"
     assert mm.b_panels_path("float32", lo, lo_b // 4, 1) == fma
@@ -414,21 +415,31 @@ def test_float32_b_packed_once_into_panels(monkeypatch, lanes, b_panels_min):
     assert not mm.b_panels_path("float32", lo, lo_b, 1, dict(mm.FMA8_DEFAULTS))  # ORDER: matmul_kernel
     assert not mm.b_panels_path("float16", lo, lo_b, 1) and not mm.b_panels_path("bfloat16", lo, lo_b, 1)
     calls = []
-    for name in ("pack_b_panels_kernel", "pack_bt_kernel"):
+    for name in ("pack_b_panels_kernel", "pack_bt_kernel", "pack_a_panels_kernel"):
         real = getattr(mm, name)
-        monkeypatch.setattr(mm, name, lambda *a, real=real, name=name, **kw: calls.append(name) or real(*a, **kw))
+
+        def spy(*a, real=real, name=name, **kw):
+            calls.append(name + (" AT" if kw.get("AT") else ""))
+            return real(*a, **kw)
+        monkeypatch.setattr(mm, name, spy)
     b_panels_min(1)
     rng = np.random.default_rng(12)
     a = rng.standard_normal((2, 1, 67, 129), np.float32)
     b = rng.standard_normal((3, 45, 129), np.float32).transpose(0, 2, 1)  # column-major: from its transpose
     check(a[0], b, ops.matmul(a[0], b))
-    assert calls == (["pack_bt_kernel"] if fma else [])
+    assert calls == (["pack_a_panels_kernel", "pack_bt_kernel"] if fma else [])
     # broadcast over a's batch (a row-major copy), strided, one column-major b for every batch (a's rows stacked)
     for bb, packer in ((b, "pack_b_panels_kernel"), (b[:, ::-1, ::2], "pack_b_panels_kernel"),
                        (b[0], "pack_bt_kernel")):
         calls.clear()
         check(a, bb, ops.matmul(a, bb))
-        assert calls == ([packer] if fma else [])
+        assert calls == (["pack_a_panels_kernel", packer] if fma else [])
+    x0 = rng.standard_normal((67, 129), np.float32)
+    for x in (np.asfortranarray(x0), x0[::-1, ::2]):  # a column-major a (from its transpose), a strided one
+        calls.clear()
+        check(x, b[0, :x.shape[1]], ops.matmul(x, b[0, :x.shape[1]]))
+        packer = "pack_a_panels_kernel AT" if x.flags.f_contiguous else "pack_a_panels_kernel"
+        assert calls == ([packer, "pack_bt_kernel"] if fma else [])
     out = np.full((2, 3, 67, 50), 7.0, np.float32)  # a view of a wider array: through a temporary
     ops.matmul(a, b, out=out[..., :45])
     assert (out[..., 45:] == 7.0).all()
@@ -436,14 +447,16 @@ def test_float32_b_packed_once_into_panels(monkeypatch, lanes, b_panels_min):
     for m, n, k in ((1, 1, 1), (5, 17, 3), (300, 45, 600), (129, 300, 97)):  # rows and panels, ragged k blocks
         x, y = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
         check(x, y, ops.matmul(x, y))
-        check(x, y, ops.matmul(x, y, config={"BM": 64, "BN": 32, "BK": 40}))  # ragged tiles past the panels' pads
+        check(x, y, ops.matmul(x, y, config={"BM": 66, "BN": 32, "BK": 40}))  # ragged tiles past the panels' pads
     if fma:
         path, cfg = mm.launch_plan("float32", a[0], b, np.empty((3, 67, 45), np.float32))
-        assert path == "b_panels" and cfg["BN"] % 16 == 0 and cfg["W"] == 16
+        assert path == "b_panels" and cfg["BN"] % 16 == 0 and cfg["W"] == 16 and cfg["BM"] % 6 == 0 and cfg["R"] == 6
         with pytest.raises(ValueError, match="B-panels config"):
-            ops.matmul(a, b, config={"BM": 64, "BN": 40, "BK": 64})  # BN not whole panels
+            ops.matmul(a, b, config={"BM": 66, "BN": 40, "BK": 64})  # BN not whole panels
         with pytest.raises(ValueError, match="B-panels config"):
-            ops.matmul(a, b, config={"BM": 64, "BN": 32, "BK": 0})
+            ops.matmul(a, b, config={"BM": 64, "BN": 32, "BK": 64})  # BM not whole row panels
+        with pytest.raises(ValueError, match="B-panels config"):
+            ops.matmul(a, b, config={"BM": 66, "BN": 32, "BK": 0})
     calls.clear()
     check(a, b, ops.matmul(a, b, config=dict(mm.FMA8_DEFAULTS)))  # ORDER: matmul_kernel
     b_panels_min(68)  # M = 67 below it
