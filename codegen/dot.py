@@ -231,7 +231,8 @@ def lower_dot_vector(fl, n: Node, acc: Buf | None, V: int) -> Buf:
 
     def packed_loops():
         _packed_loops(fl, n, sb, scheme, {**loops, "a_panel": a_panel}, cvt, MR=MR, whole=whole)
-    if a_panel is not None:
+
+    if a_panel is not None:  # (A's panels: B packed; the few-row loops below address A by rows)
         packed_loops()
         return C
     groups = STREAM_GROUPS.get(V, 1) if sb.dtype == out else 1

@@ -333,9 +333,9 @@ B_PANELS_MIN_BYTES = 16 << 20  # B's float32 bytes (K x N x 4) at least this
 # A is packed once per call too, into row panels of the FMA micro-kernel's row block (tl.dot's a_layout="panels":
 # each k-step's six values in one run; rows read in place lie K floats apart, 8 KiB at n = 2048, six lines in one
 # L1 set). One-off on AMD Zen 3 against A read in place (`ops.matmul` of the commit before, interleaved, 5-11
-# rounds, 1 / 2 threads): n = 2048 0.95-1.02x / 1.00x, n = 3000 1.04x / 1.04x, n = 4096 - / 1.08x. A's pack (a
-# transposing store, ~6 GB/s) costs most of what the loop gains at n = 2048: A packed outside the timing measured
-# 1.02-1.04x / 1.02-1.06x there, 1.06x / 1.11-1.14x at n = 4096.
+# rounds, 1 / 2 threads; this machine's noise is +-5%): n = 2048 0.95x, 1.02x, 1.07x / 1.00x, 1.06x; 2560 1.03x /
+# 1.00x; 3000 1.04x / 1.04x; 4096 - / 1.08x. A's pack (a transposing store, ~6 GB/s) costs much of what the loop
+# gains at n = 2048: A packed outside the timing measured 1.02-1.04x / 1.02-1.06x there, 1.06x / 1.11-1.14x at 4096.
 
 
 @tl.jit
