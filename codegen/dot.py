@@ -298,12 +298,12 @@ def _panels_a(fl, n: Node, M: int, K: int, MR: int) -> tuple:
     b = fl.b
     pan = panels_of(fl, n.srcs[0])
     Q, _, R = n.srcs[0].shape
+    buf = pan.tile if isinstance(pan.tile, Buf) else fl.alloca((Q, K, R), dt.float32, n.loc)
 
     def stored():
-        if isinstance(pan.tile, Buf):
-            return pan.tile.ptr, i64(K * R)
-        return fl.materialize(pan.tile, into=buf).ptr, i64(K * R)
-    buf = None if isinstance(pan.tile, Buf) else fl.alloca((Q, K, R), dt.float32, n.loc)
+        if buf is not pan.tile:
+            fl.materialize(pan.tile, into=buf)
+        return buf.ptr, i64(K * R)
     if R != MR:  # row q*R + r of A: element k at src[(q*K + k)*R + r]
         src, _ = stored()
         dst = fl.alloca((M * K,), dt.float32, n.loc).ptr

@@ -334,8 +334,9 @@ B_PANELS_MIN_BYTES = 16 << 20  # B's float32 bytes (K x N x 4) at least this
 # each k-step's six values in one run; rows read in place lie K floats apart, 8 KiB at n = 2048, six lines in one
 # L1 set). One-off on AMD Zen 3 against A read in place (`ops.matmul` of the commit before, interleaved, 5-11
 # rounds, 1 / 2 threads; this machine's noise is +-5%): n = 2048 0.95x, 1.02x, 1.07x / 1.00x, 1.06x; 2560 1.03x /
-# 1.00x; 3000 1.04x / 1.04x; 4096 - / 1.08x. A's pack (a transposing store, ~6 GB/s) costs much of what the loop
-# gains at n = 2048: A packed outside the timing measured 1.02-1.04x / 1.02-1.06x there, 1.06x / 1.11-1.14x at 4096.
+# 1.00x; 3000 1.04x / 1.04x; 4096 - / 1.08x. A's pack (a transposing store: 4.3 / 3.2 ms at n = 2048, 23 / 12 ms at
+# 4096, alone) costs much of what the loop gains at n = 2048: A packed outside the timing measured 1.02-1.04x /
+# 1.02-1.06x there, 1.06-1.07x / 1.11-1.14x at 4096.
 
 
 @tl.jit
@@ -389,7 +390,8 @@ def b_panels_path(dtype: str, M: int, N: int, K: int, config: dict | None = None
 
 def b_panels_config(M: int, N: int, K: int, config: dict | None = None) -> dict:
     """B_PANELS (or `config` over it) split evenly over the product, BM and BN in whole panels; config checked."""
-    W, R = panel_cols(fma_lanes()), FMA_BLOCKS[fma_lanes()][0]
+    V = fma_lanes()
+    W, R = panel_cols(V), FMA_BLOCKS[V][0]
     if config:
         cfg = {**B_PANELS, **config}
         if (set(cfg) != set(B_PANELS) or not all(_positive_int(v) for v in cfg.values()) or cfg["BN"] % W

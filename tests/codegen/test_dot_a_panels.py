@@ -21,8 +21,7 @@ from tests.lang.test_errors import check as check_error
 from tests.lang.test_errors import error_of
 
 path = test_dot.path  # the fixture forcing a dot path
-MR = FMA_BLOCKS[8][0]  # the row block at every lane count (AVX-512, AVX2, 16-byte vectors)
-assert all(mr == MR for mr, _ in FMA_BLOCKS.values())
+MR = FMA_BLOCKS[8][0]  # the row block (the same at every lane count: test_only_other_row_counts_are_unpacked)
 
 
 def pack_rows(a: np.ndarray, R: int) -> np.ndarray:
@@ -121,7 +120,9 @@ def test_a_and_b_panels():
 
 
 def test_only_other_row_counts_are_unpacked():
-    """Panels of MR rows are read as they are; others go through a row-major copy (its loop, "ap.qk")."""
+    """Panels of MR rows are read as they are; others go through a row-major copy (its loop, "ap.qk"). MR is the
+    same at every lane count (AVX-512, AVX2, 16-byte vectors), so R = MR reads in place on any host."""
+    assert all(mr == MR for mr, _ in FMA_BLOCKS.values())
     ap = np.zeros((4, 32, MR), np.float32)
     b, c = np.zeros((32, 40), np.float32), np.zeros((4 * MR, 40), np.float32)
     ir_ = _fresh(mm_a_panels).inspect(ap, b, c, QB=2, BN=40, BK=32, R=MR)["llvm_ir"]
