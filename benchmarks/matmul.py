@@ -6,7 +6,8 @@ Every ratio is taken in this run; the peaks come from JIT probes run just before
 Products whose operands are packed once per call (`ops.matmul.packed_path`: bfloat16 on AMX, M, N >= PACKED_MIN,
 K >= PACKED_MIN_K; `ops.matmul.b_panels_path`: float32 on the 8-lane FMA path, M >= B_PANELS_MIN_M and B at least
 B_PANELS_MIN_BYTES) are also timed against matmul_kernel, which packs per tile, on the same inputs (the
-"per-program packing" entry). The small float32 products (SMALL) measure what a call costs beside the product itself.
+"per-program packing" entry); few-row products split by K between the threads (`ops.matmul.split_k_config`), against
+matmul_kernel's split by columns ("split by columns"). The small float32 products (SMALL) measure what a call costs beside the product itself.
 """
 from __future__ import annotations
 
@@ -37,7 +38,9 @@ DECODE = ((1, 4096, 4096), (16, 4096, 4096), (64, 4096, 4096),
 # decode shapes also timed with bfloat16 operands, and with b given as w.T (a Linear layer's (N, K) weight), both dtypes
 DECODE_WT = ((1, 4096, 4096), (4, 4096, 4096), (1, 11008, 4096))
 SMALL = ((1, 64, 64), (64, 64, 64), (128, 128, 128))  # (M, N, K) float32: the time of a call, not of the product
-PER_PROGRAM = "per-program packing"  # the extra entry of a pre-packed row: matmul_kernel's plan, same inputs
+# the extra entry of a row whose path is not matmul_kernel's: matmul_kernel's plan on the same inputs, named for what
+# it does instead
+OTHER_PLAN = {"packed": "per-program packing", "b_panels": "per-program packing", "split_k": "split by columns"}
 
 
 def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict, wt: bool = False) -> Row:
@@ -55,7 +58,7 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict, wt: bool = F
         fns = {"ours": lambda: ops.matmul(a, b, out=c)}
         if path != "kernel":  # what packing once per call gains over matmul_kernel's per-tile packing, same inputs
             c_pp, cfg_pp = np.empty_like(c), mm.kernel_config(name, a[None], b[None], c[None])
-            fns[PER_PROGRAM] = lambda: ops.matmul(a, b, out=c_pp, config=cfg_pp)
+            fns[OTHER_PLAN[path]] = lambda: ops.matmul(a, b, out=c_pp, config=cfg_pp)
         if dtype == np.float32:
             fns["numpy"] = lambda: np.matmul(a, b)
         untimed = {}

@@ -422,6 +422,75 @@ def matmul_b_panels(a3, b3, c3, config: dict) -> None:
     matmul_b_panels_kernel(ap, bp, c3, **config)
 
 
+# ---- few-row products on several threads: K split between them ----
+#
+# A streamed product of at most one row group (GEMV-like: M <= the FMA micro-kernel's rows) reads B from memory once,
+# along its rows. Split by columns between the threads, each reads a shorter piece of every row, and the hardware
+# prefetchers follow short runs less far: one-off on AMD Zen 3 (1 thread, M = 1, K = N = 4096, column tiles of 4096 /
+# 2048 / 1024 columns: 1.0x / 0.88x / 0.77x). Split by K instead, each thread streams whole rows of its K slice into a
+# partial product of its own, and a second kernel sums the partials (threads x M x N floats). One-off on 2 threads
+# against `ops.matmul` of the commit before (interleaved in one process, medians of 11-15 rounds; this machine's
+# noise is +-5-10%): float32 M = 1, K = N = 4096 1.00x, 1.03x, 1.03x, 1.04x, 1.09x (five runs); K = 11008, N = 4096
+# 1.05x, 1.15x; M = 4 0.98x, 1.04x; bfloat16 M = 1 0.98x, 1.30x, M = 4 1.00x, 1.09x. A prototype (9 rounds): N =
+# 11008 (rows of 43 KiB, 22 KiB a thread when split by columns) 0.98-1.06x and M = 6, N = 8192, K = 2048 (16 KiB)
+# 0.95-1.00x, hence SPLIT_K_RUN_BYTES; M = 16 (three row groups, each re-reading the rows from cache) 0.95-0.97x,
+# hence the one group.
+SPLIT_K_RUN_BYTES = 8 << 10  # split by K where a split by columns would read rows in pieces of at most this
+SPLIT_K_MIN_K = 1024  # K at least
+SPLIT_K_BK = 256  # the k block of each slice's dots; slices are whole blocks
+
+
+@tl.jit
+def matmul_split_k_kernel(a, b, part, KS: tl.constexpr = 2048, BM: tl.constexpr = 1, BN: tl.constexpr = 4096,
+                          BK: tl.constexpr = 256):
+    """part[s, z] = a[z][:, s*KS:(s+1)*KS] @ b[z][s*KS:(s+1)*KS, :] for each K slice s (KS a multiple of BK); a (Z, M,
+    K), b (Z, K, N), part (S, Z, M, N) float32."""
+    S, Z, M, N = part.shape
+    for s, z, i, j in tl.grid(S, Z, tl.cdiv(M, BM), tl.cdiv(N, BN)):
+        acc = tl.zeros((BM, BN), tl.float32)
+        for k in tl.range(KS // BK):
+            k0 = s * KS + k * BK
+            acc += tl.dot(a[z, i * BM:(i + 1) * BM, k0:k0 + BK], b[z, k0:k0 + BK, j * BN:(j + 1) * BN])
+        part[s, z, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
+
+
+@tl.jit
+def sum_parts_kernel(part, c, BM: tl.constexpr = 8, BN: tl.constexpr = 1024):
+    """c[z] = the sum over s of part[s, z] (S, Z, M, N), in order, rounded once to c's dtype."""
+    S, Z, M, N = part.shape
+    for z, i, j in tl.grid(Z, tl.cdiv(M, BM), tl.cdiv(N, BN)):
+        acc = part[0, z, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN]
+        for s in tl.range(1, S):
+            acc += part[s, z, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN]
+        c[z, i * BM:(i + 1) * BM, j * BN:(j + 1) * BN] = acc
+
+
+def split_k_config(dtype: str, Z: int, M: int, N: int, K: int, threads: int, bt: bool) -> dict | None:
+    """matmul_split_k_kernel's tiles where a product is split by K between the threads, else None: a streamed product
+    (`stream_rows`) of one row group on the FMA path, B not a transpose, at least SPLIT_K_MIN_K k-steps, fewer batch
+    products than threads, and rows that a split by columns would cut into pieces of at most SPLIT_K_RUN_BYTES. KS:
+    each slice's k-steps, whole SPLIT_K_BK blocks; S: the slices (as many as the threads, fewer where K has fewer
+    blocks)."""
+    parts = threads // Z
+    if (bt or parts < 2 or M > FMA_BLOCKS[fma_lanes()][0] or K < SPLIT_K_MIN_K or M > stream_rows(dtype)
+            or N * dt.BY_NAME[dtype].itemsize > parts * SPLIT_K_RUN_BYTES
+            or dot_path(dtype, M) not in ("fma", "portable")):
+        return None
+    KS = -(-K // (parts * SPLIT_K_BK)) * SPLIT_K_BK
+    S = -(-K // KS)
+    return {"KS": KS, "BM": M, "BN": min(N, STREAM_BN), "BK": SPLIT_K_BK, "S": S} if S > 1 else None
+
+
+def matmul_split_k(a3, b3, c3, config: dict) -> None:
+    """c3 = a3 @ b3 (3-D operands) as `config`'s S partial products over slices of K (this thread's scratch buffer),
+    then summed."""
+    (Z, M, _), N = a3.shape, b3.shape[2]
+    tiles = {k: v for k, v in config.items() if k != "S"}
+    part = _scratch("split_k", (config["S"], Z, M, N), np.float32)
+    matmul_split_k_kernel(a3, b3, part, **tiles)
+    sum_parts_kernel(part, c3)
+
+
 STREAM_ROWS = FEW_ROWS  # row tiles of at most this many rows take the dot's streaming (GEMV-like) path
 STREAM_BN = 16384  # the widest column block of a streamed product (its float32 accumulator: 64 KiB a row). One-off, M = 1
 # and 2 on 1 thread (K = 4096; 1024 for N = 32768): N = 11008, 14336 whole against 4096-wide blocks 1.12-1.26x, 5120
@@ -481,7 +550,8 @@ def stream_rows(dtype: str, bt: bool = False) -> int:
 
 def launch_plan(dtype: str, a3, b3, c3, config: dict | None = None) -> tuple[str, dict]:
     """(path, tiles): how `matmul` runs these 3-D operands. "packed": the pre-packed path (`packed_path`) and its
-    config (`packed_config`); "b_panels": B packed once (`b_panels_path`, `b_panels_config`); else "kernel",
+    config (`packed_config`); "b_panels": B packed once (`b_panels_path`, `b_panels_config`); "split_k": a few-row
+    product split by K between the threads (`split_k_config`, without a `config`); else "kernel",
     matmul_kernel's: `config`, or the tuned or default one fitted to the shape (by `fitted_fma` where the dot runs
     on the FMA path, as float32 and float16 do). Without `config`, made once per shapes, b's layout and c's dtype
     (`ops._tuned.plan`); the tiles are shared: do not modify them."""
@@ -498,6 +568,8 @@ def _launch_plan(dtype: str, a3, b3, c3, bt: bool, config: dict | None = None) -
         return "packed", packed_config(M, N, K, config)
     if b_panels_path(dtype, M, N, K, config):
         return "b_panels", b_panels_config(M, N, K, config)
+    if not config and (cfg := split_k_config(dtype, a3.shape[0], M, N, K, csrc.num_threads(), bt)):
+        return "split_k", cfg
     bt = {"BT": True} if bt else {}
     if config:
         sizes = [config.get(k, 1) for k in ("BM", "BN", "BK")]
@@ -593,6 +665,8 @@ def matmul(a, b, *, out=None, out_dtype=None, config: dict | None = None) -> np.
         matmul_packed(a3, b3, c3, cfg)
     elif path == "b_panels":
         matmul_b_panels(a3, b3, c3, cfg)
+    elif path == "split_k":
+        matmul_split_k(a3, b3, c3, cfg)
     else:  # (BT: a column-major b, passed as its row-major transpose)
         matmul_kernel(a3, b3.transpose(0, 2, 1) if cfg.get("BT") else b3, c3, **cfg)
     if not direct:

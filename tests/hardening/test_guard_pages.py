@@ -123,6 +123,18 @@ STREAM_EDGES = textwrap.dedent('''
                 c = ops.scaled_matmul(a, b, one, one, config={"BM": m, "BN": bn, "BK": bk})
                 np.testing.assert_allclose(c, a.astype(np.float32) @ b.astype(np.float32), rtol=1e-5, atol=2e-6 * k)
                 runs += 1
+    # few rows on two threads, split by K (ops.matmul.split_k_config): the last slice's last k block passes K
+    import csrc, importlib
+    mm = importlib.import_module("ops.matmul")
+    csrc.set_num_threads(2)
+    for m, n, k, d in ((1, 1000, 1100, np.float32), (5, 300, 1300, np.float32), (3, 2048, 1030, dt.bfloat16.np)):
+        for side in ("after", "before"):
+            a, b = fill(guarded((m, k), d, side), rng), fill(guarded((k, n), d, side), rng)
+            c = guarded((m, n), np.float32, side)
+            assert mm.launch_plan(dt.from_numpy(d).name, a[None], b[None], c[None])[0] == "split_k"
+            ops.matmul(a, b, out=c)
+            np.testing.assert_allclose(c, a.astype(np.float32) @ b.astype(np.float32), rtol=1e-5, atol=2e-6 * k)
+            runs += 1
     print(json.dumps({"runs": runs}))
 ''')
 
@@ -130,9 +142,10 @@ STREAM_EDGES = textwrap.dedent('''
 def test_streamed_edge_tiles_read_nothing_past_b():
     """A few-row product's column tile past the last column of B streams the columns inside B under lane masks
     (codegen.dot_kernel.stream_loops), and with B = w.T the tiles past w's rows and columns are skipped or masked
-    (rowdot_loops), FP8 B too: right results, and no read past the guard pages of B or w."""
+    (rowdot_loops), FP8 B too, and a product split by K reads nothing past K: right results, and no read past the
+    guard pages of B or w."""
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-c", STREAM_EDGES], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, f"streamed edge tiles failed (signal/exit {proc.returncode}):\n{proc.stderr[-3000:]}"
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["runs"] == 48
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["runs"] == 54

@@ -159,6 +159,41 @@ def test_streamed_products_take_a_column_block_per_thread(n, threads, batch, bn)
     assert mm.fitted_fma({"BM": 1, "BN": 4096, "BK": 256, "ORDER": "ij"}, 1, 11008, 4096, 2)["BN"] == 2752
 
 
+@pytest.mark.parametrize("dtype,m,n,k,threads", [("float32", 1, 2048, 2048, 2), ("float32", 6, 1000, 1100, 2),
+                                                  ("float32", 3, 300, 4200, 4), ("bfloat16", 4, 2048, 1300, 2),
+                                                  ("float16", 1, 777, 2049, 3)])
+def test_few_rows_on_several_threads_are_split_by_k(dtype, m, n, k, threads):
+    """A streamed product of one row group on several threads, whose rows a split by columns would cut into short
+    pieces, is split by K instead: a slice of whole SPLIT_K_BK blocks per thread (the last one ragged, past K read
+    as zeros), each into its partial product, then summed, also into a narrow output. One thread, as many products
+    as threads, b = w.T or rows too long split nothing."""
+    rng = np.random.default_rng(m + n + k)
+    a = rng.standard_normal((m, k), np.float32).astype(NP[dtype])
+    b = rng.standard_normal((k, n), np.float32).astype(a.dtype)
+    c = np.empty((1, m, n), np.float32)
+    before = csrc.num_threads()
+    csrc.set_num_threads(threads)
+    try:
+        path, cfg = mm.launch_plan(dtype, a[None], b[None], c)
+        assert path == "split_k" and cfg["KS"] % mm.SPLIT_K_BK == 0
+        assert cfg["S"] == -(-k // cfg["KS"]) and (cfg["S"] - 1) * cfg["KS"] < k <= cfg["S"] * cfg["KS"]
+        check(a, b, ops.matmul(a, b, out_dtype=np.float32))
+        check(a, b, ops.matmul(a, b))
+        out = np.full((m, n + 1), 7.0, np.float32)
+        ops.matmul(a, b, out=out[:, :n])
+        assert (out[:, n] == 7.0).all()
+        check(a, b, out[:, :n])
+        batched = np.stack([b] * threads)
+        assert mm.launch_plan(dtype, np.stack([a] * threads), batched, np.empty((threads, m, n), np.float32))[0] == \
+            "kernel"
+        assert mm.launch_plan(dtype, a[None], np.asfortranarray(b)[None], c)[0] == "kernel"
+        wide = threads * mm.SPLIT_K_RUN_BYTES // a.itemsize + 1  # (rows a split by columns leaves long enough)
+        assert mm.split_k_config(dtype, 1, m, wide, k, threads, False) is None
+    finally:
+        csrc.set_num_threads(before)
+    assert mm.split_k_config(dtype, 1, m, n, k, 1, False) is None
+
+
 @pytest.mark.parametrize("lanes", [16], indirect=True)
 @pytest.mark.parametrize("dtype,n,threads,batch,tiles", [
     ("bfloat16", 512, 1, 1, (512, 512)), ("bfloat16", 512, 2, 1, (256, 512)), ("bfloat16", 300, 4, 1, (256, 256)),
