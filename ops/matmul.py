@@ -424,19 +424,22 @@ def matmul_b_panels(a3, b3, c3, config: dict) -> None:
 
 # ---- few-row products on several threads: K split between them ----
 #
-# A streamed product of at most one row group (GEMV-like: M <= the FMA micro-kernel's rows) reads B from memory once,
-# along its rows. Split by columns between the threads, each reads a shorter piece of every row, and the hardware
-# prefetchers follow short runs less far: one-off on AMD Zen 3 (1 thread, M = 1, K = N = 4096, column tiles of 4096 /
-# 2048 / 1024 columns: 1.0x / 0.88x / 0.77x). Split by K instead, each thread streams whole rows of its K slice into a
-# partial product of its own, and a second kernel sums the partials (threads x M x N floats). One-off on 2 threads
-# against `ops.matmul` of the commit before (interleaved in one process, medians of 11-15 rounds; this machine's
-# noise is +-5-10%): float32 M = 1, K = N = 4096 1.00x, 1.03x, 1.03x, 1.04x, 1.09x (five runs); K = 11008, N = 4096
-# 1.05x, 1.15x; M = 4 0.98x, 1.04x; bfloat16 M = 1 0.98x, 1.30x, M = 4 1.00x, 1.09x. A prototype (9 rounds): N =
-# 11008 (rows of 43 KiB, 22 KiB a thread when split by columns) 0.98-1.06x and M = 6, N = 8192, K = 2048 (16 KiB)
-# 0.95-1.00x, hence SPLIT_K_RUN_BYTES; M = 16 (three row groups, each re-reading the rows from cache) 0.95-0.97x,
-# hence the one group.
+# A streamed product of one row (GEMV-like: a decode step of one sequence) reads B from memory once, along its rows.
+# Split by columns between the threads, each reads a shorter piece of every row, and the hardware prefetchers follow
+# short runs less far: one-off on AMD Zen 3 (1 thread, M = 1, K = N = 4096, column tiles of 4096 / 2048 / 1024 columns:
+# 1.0x / 0.88x / 0.77x). Split by K instead, each thread streams whole rows of its K slice into a partial product of its
+# own, and a second kernel sums the partials (threads x M x N floats). One-off on 2 threads against `ops.matmul` of the
+# commit before (interleaved in one process, medians of 11-15 rounds; this machine's noise is +-5-10%): float32 M = 1, K
+# = N = 4096 0.99x, 1.00x, 1.03x, 1.03x, 1.04x, 1.09x (six runs); K = 11008, N = 4096 1.05x, 1.15x; bfloat16 M = 1
+# 0.98x, 1.30x. More rows use each B element more times and stream less purely: float32 M = 2 0.94x, 0.95x, M = 3 1.00x,
+# M = 4 0.98x, 1.04x, M = 6 1.03x; bfloat16 M = 4 1.00x, 1.09x; M = 16 (three row groups, each re-reading the rows from
+# cache) 0.95-0.97x; hence one row. A prototype (9 rounds): N = 11008 (rows of 43 KiB, 22 KiB a thread when split by
+# columns) 0.98-1.06x and M = 6, N = 8192, K = 2048 (16 KiB) 0.95-1.00x, hence SPLIT_K_RUN_BYTES.
 SPLIT_K_RUN_BYTES = 8 << 10  # split by K where a split by columns would read rows in pieces of at most this
-SPLIT_K_MIN_K = 1024  # K at least
+# and only where B is larger than this machine's last-level cache (32 MiB): a B that stays in cache between calls
+# makes a short product, and the second launch and the partials' sum showed (one-off, 2 threads, B of 16 MiB: M = 1,
+# K = 1024, N = 4096 0.80x; K = 4096, N = 1024 0.78x; B of 64 MiB, K = 8192, N = 2048 1.20x)
+SPLIT_K_MIN_BYTES = 32 << 20
 SPLIT_K_BK = 256  # the k block of each slice's dots; slices are whole blocks
 
 
@@ -466,14 +469,13 @@ def sum_parts_kernel(part, c, BM: tl.constexpr = 8, BN: tl.constexpr = 1024):
 
 
 def split_k_config(dtype: str, Z: int, M: int, N: int, K: int, threads: int, bt: bool) -> dict | None:
-    """matmul_split_k_kernel's tiles where a product is split by K between the threads, else None: a streamed product
-    (`stream_rows`) of one row group on the FMA path, B not a transpose, at least SPLIT_K_MIN_K k-steps, fewer batch
-    products than threads, and rows that a split by columns would cut into pieces of at most SPLIT_K_RUN_BYTES. KS:
-    each slice's k-steps, whole SPLIT_K_BK blocks; S: the slices (as many as the threads, fewer where K has fewer
-    blocks)."""
-    parts = threads // Z
-    if (bt or parts < 2 or M > FMA_BLOCKS[fma_lanes()][0] or K < SPLIT_K_MIN_K or M > stream_rows(dtype)
-            or N * dt.BY_NAME[dtype].itemsize > parts * SPLIT_K_RUN_BYTES
+    """matmul_split_k_kernel's tiles where a product is split by K between the threads, else None: a product of one
+    row (M = 1; streamed, `stream_rows`) on the FMA path, B not a transpose and of at least SPLIT_K_MIN_BYTES, fewer
+    batch products than threads, and rows that a split by columns would cut into pieces of at most
+    SPLIT_K_RUN_BYTES. KS: each slice's k-steps, whole SPLIT_K_BK blocks; S: the slices (as many as the threads,
+    fewer where K has fewer blocks)."""
+    parts, size = threads // Z, dt.BY_NAME[dtype].itemsize
+    if (bt or parts < 2 or M != 1 or K * N * size < SPLIT_K_MIN_BYTES or N * size > parts * SPLIT_K_RUN_BYTES
             or dot_path(dtype, M) not in ("fma", "portable")):
         return None
     KS = -(-K // (parts * SPLIT_K_BK)) * SPLIT_K_BK
@@ -518,7 +520,8 @@ def default_config(dtype: str, M: int, N: int, K: int, threads: int = 1, batch: 
     8 lanes), with the M tile shrunk to the next power of two for short M (decode-like shapes: M = 1 would
     otherwise compute a whole BM-row tile of padding). A product of at most `stream_rows` rows (GEMV-like) on
     the FMA path streams B from memory: one column block per thread, so each streams the longest row runs (measured
-    at M = 1, K = N = 4096: 256-column blocks 0.65x NumPy, whole rows 1.0x); with a column-major B (`bt`:
+    at M = 1, K = N = 4096: 256-column blocks 0.65x NumPy, whole rows 1.0x; where that leaves each thread short
+    pieces of the rows, `launch_plan` splits the product by K instead: `split_k_config`); with a column-major B (`bt`:
     x @ w.T) the runs are rows of w, whole up to ROWS_BK.
     Otherwise the tiles shrink until every thread has a program of the `batch` products (`spread`)."""
     fma8 = dot_path(dtype) == "fma" and fma_lanes() == 8

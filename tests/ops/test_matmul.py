@@ -41,6 +41,16 @@ def b_panels_min(monkeypatch):
 
 
 @pytest.fixture
+def split_k_min(monkeypatch):
+    """Sets mm.SPLIT_K_MIN_BYTES for the test (plans made under it forgotten)."""
+    def set_min(nbytes):
+        monkeypatch.setattr(mm, "SPLIT_K_MIN_BYTES", nbytes)
+        _tuned.clear()
+    yield set_min
+    _tuned.clear()
+
+
+@pytest.fixture
 def lanes(request, monkeypatch):
     """The float32 lanes of the FMA path that the tile arithmetic (defaults, even splits, buffer budgets) assumes
     for the test, whatever the host has: 16 (AVX-512) or 8 (AVX2, where FMA8_DEFAULTS and whole panels apply).
@@ -159,14 +169,19 @@ def test_streamed_products_take_a_column_block_per_thread(n, threads, batch, bn)
     assert mm.fitted_fma({"BM": 1, "BN": 4096, "BK": 256, "ORDER": "ij"}, 1, 11008, 4096, 2)["BN"] == 2752
 
 
-@pytest.mark.parametrize("dtype,m,n,k,threads", [("float32", 1, 2048, 2048, 2), ("float32", 6, 1000, 1100, 2),
-                                                  ("float32", 3, 300, 4200, 4), ("bfloat16", 4, 2048, 1300, 2),
-                                                  ("float16", 1, 777, 2049, 3)])
-def test_few_rows_on_several_threads_are_split_by_k(dtype, m, n, k, threads):
-    """A streamed product of one row group on several threads, whose rows a split by columns would cut into short
-    pieces, is split by K instead: a slice of whole SPLIT_K_BK blocks per thread (the last one ragged, past K read
-    as zeros), each into its partial product, then summed, also into a narrow output. One thread, as many products
-    as threads, b = w.T or rows too long split nothing."""
+@pytest.mark.parametrize("dtype,n,k,threads", [("float32", 2048, 2048, 2), ("float32", 1000, 1100, 2),
+                                               ("float32", 300, 4200, 4), ("bfloat16", 2048, 1300, 2),
+                                               ("float16", 777, 2049, 3)])
+def test_one_row_on_several_threads_is_split_by_k(split_k_min, dtype, n, k, threads):
+    """A product of one row on several threads, whose rows a split by columns would cut into short pieces, is split
+    by K instead (B's size threshold lowered here): a slice of whole SPLIT_K_BK blocks per thread (the last one
+    ragged, past K read as zeros), each into its partial product, then summed, also into a narrow output. One
+    thread, two rows, as many products as threads, b = w.T, rows too long or a B under the threshold split
+    nothing."""
+    m = 1
+    assert mm.split_k_config(dtype, 1, m, n, mm.SPLIT_K_MIN_BYTES // (n * np.dtype(NP[dtype]).itemsize) - 1, threads,
+                             False) is None
+    split_k_min(1)
     rng = np.random.default_rng(m + n + k)
     a = rng.standard_normal((m, k), np.float32).astype(NP[dtype])
     b = rng.standard_normal((k, n), np.float32).astype(a.dtype)
@@ -187,6 +202,7 @@ def test_few_rows_on_several_threads_are_split_by_k(dtype, m, n, k, threads):
         assert mm.launch_plan(dtype, np.stack([a] * threads), batched, np.empty((threads, m, n), np.float32))[0] == \
             "kernel"
         assert mm.launch_plan(dtype, a[None], np.asfortranarray(b)[None], c)[0] == "kernel"
+        assert mm.split_k_config(dtype, 1, 2, n, k, threads, False) is None
         wide = threads * mm.SPLIT_K_RUN_BYTES // a.itemsize + 1  # (rows a split by columns leaves long enough)
         assert mm.split_k_config(dtype, 1, m, wide, k, threads, False) is None
     finally:
