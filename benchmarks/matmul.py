@@ -6,8 +6,9 @@ Every ratio is taken in this run; the peaks come from JIT probes run just before
 Products whose operands are packed once per call (`ops.matmul.packed_path`: bfloat16 on AMX, M, N >= PACKED_MIN,
 K >= PACKED_MIN_K; `ops.matmul.b_panels_path`: float32 on the 8-lane FMA path, M >= B_PANELS_MIN_M and B at least
 B_PANELS_MIN_BYTES) are also timed against matmul_kernel, which packs per tile, on the same inputs (the
-"per-program packing" entry); few-row products split by K between the threads (`ops.matmul.split_k_config`), against
-matmul_kernel's split by columns ("split by columns"). The small float32 products (SMALL) measure what a call costs beside the product itself.
+"per-program packing" entry); one-row products split by K between the threads (`ops.matmul.split_k_config`),
+against matmul_kernel's split by columns ("split by columns"). The small float32 products (SMALL) measure what a call
+costs beside the product itself.
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def case(m: int, n: int, k: int, dtype, nthreads: int, peaks: dict, wt: bool = F
     with threads(nthreads):
         path, used = mm.launch_plan(name, a[None], b[None], c[None])  # what ops.matmul runs: kernels, tiles
         fns = {"ours": lambda: ops.matmul(a, b, out=c)}
-        if path != "kernel":  # what packing once per call gains over matmul_kernel's per-tile packing, same inputs
+        if path != "kernel":  # what the path gains over matmul_kernel's plan (per-tile packing, columns), same inputs
             c_pp, cfg_pp = np.empty_like(c), mm.kernel_config(name, a[None], b[None], c[None])
             fns[OTHER_PLAN[path]] = lambda: ops.matmul(a, b, out=c_pp, config=cfg_pp)
         if dtype == np.float32:

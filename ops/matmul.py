@@ -422,7 +422,7 @@ def matmul_b_panels(a3, b3, c3, config: dict) -> None:
     matmul_b_panels_kernel(ap, bp, c3, **config)
 
 
-# ---- few-row products on several threads: K split between them ----
+# ---- one-row products on several threads: K split between them ----
 #
 # A streamed product of one row (GEMV-like: a decode step of one sequence) reads B from memory once, along its rows.
 # Split by columns between the threads, each reads a shorter piece of every row, and the hardware prefetchers follow
@@ -553,7 +553,7 @@ def stream_rows(dtype: str, bt: bool = False) -> int:
 
 def launch_plan(dtype: str, a3, b3, c3, config: dict | None = None) -> tuple[str, dict]:
     """(path, tiles): how `matmul` runs these 3-D operands. "packed": the pre-packed path (`packed_path`) and its
-    config (`packed_config`); "b_panels": B packed once (`b_panels_path`, `b_panels_config`); "split_k": a few-row
+    config (`packed_config`); "b_panels": B packed once (`b_panels_path`, `b_panels_config`); "split_k": a one-row
     product split by K between the threads (`split_k_config`, without a `config`); else "kernel",
     matmul_kernel's: `config`, or the tuned or default one fitted to the shape (by `fitted_fma` where the dot runs
     on the FMA path, as float32 and float16 do). Without `config`, made once per shapes, b's layout and c's dtype
