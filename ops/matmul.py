@@ -431,10 +431,11 @@ def matmul_b_panels(a3, b3, c3, config: dict) -> None:
 # own, and a second kernel sums the partials (threads x M x N floats). One-off on 2 threads against `ops.matmul` of the
 # commit before (interleaved in one process, medians of 11-15 rounds; this machine's noise is +-5-10%): float32 M = 1, K
 # = N = 4096 0.99x, 1.00x, 1.03x, 1.03x, 1.04x, 1.09x (six runs); K = 11008, N = 4096 1.05x, 1.15x; bfloat16 M = 1
-# 0.98x, 1.30x. More rows use each B element more times and stream less purely: float32 M = 2 0.94x, 0.95x, M = 3 1.00x,
-# M = 4 0.98x, 1.04x, M = 6 1.03x; bfloat16 M = 4 1.00x, 1.09x; M = 16 (three row groups, each re-reading the rows from
-# cache) 0.95-0.97x; hence one row. A prototype (9 rounds): N = 11008 (rows of 43 KiB, 22 KiB a thread when split by
-# columns) 0.98-1.06x and M = 6, N = 8192, K = 2048 (16 KiB) 0.95-1.00x, hence SPLIT_K_RUN_BYTES.
+# 0.90x, 0.98x, 1.23x, 1.30x (four runs). More rows use each B element more times and stream less purely: float32 M = 2
+# 0.94x, 0.95x, M = 3 1.00x, M = 4 0.98x, 1.04x, M = 6 1.03x; bfloat16 M = 4 1.00x, 1.09x; M = 16 (three row groups,
+# each re-reading the rows from cache) 0.95-0.97x; hence one row. A prototype (9 rounds): N = 11008 (rows of 43 KiB, 22
+# KiB a thread when split by columns) 0.98-1.06x and M = 6, N = 8192, K = 2048 (16 KiB) 0.95-1.00x, hence
+# SPLIT_K_RUN_BYTES.
 SPLIT_K_RUN_BYTES = 8 << 10  # split by K where a split by columns would read rows in pieces of at most this
 # and only where B is larger than this machine's last-level cache (32 MiB): a B that stays in cache between calls
 # makes a short product, and the second launch and the partials' sum showed (one-off, 2 threads, B of 16 MiB: M = 1,
