@@ -432,10 +432,9 @@ def matmul_b_panels(a3, b3, c3, config: dict) -> None:
 # commit before (interleaved in one process, medians of 11-15 rounds; this machine's noise is +-5-10%): float32 M = 1, K
 # = N = 4096 0.99x, 1.00x, 1.03x, 1.03x, 1.04x, 1.09x (six runs); K = 11008, N = 4096 1.05x, 1.15x; bfloat16 M = 1
 # 0.90x, 0.98x, 1.23x, 1.30x (four runs). More rows use each B element more times and stream less purely: float32 M = 2
-# 0.94x, 0.95x, M = 3 1.00x, M = 4 0.98x, 1.04x, M = 6 1.03x; bfloat16 M = 4 1.00x, 1.09x; M = 16 (three row groups,
-# each re-reading the rows from cache) 0.95-0.97x; hence one row. A prototype (9 rounds): N = 11008 (rows of 43 KiB, 22
-# KiB a thread when split by columns) 0.98-1.06x and M = 6, N = 8192, K = 2048 (16 KiB) 0.95-1.00x, hence
-# SPLIT_K_RUN_BYTES.
+# 0.94x, 0.95x, M = 3 1.00x, M = 4 0.98x, 1.04x, M = 6 1.03x; bfloat16 M = 4 1.00x, 1.09x; hence one row. A prototype (9
+# rounds): M = 16 (three row groups, each re-reading the rows from cache) 0.95-0.97x; N = 11008 (rows of 43 KiB, 22 KiB
+# a thread when split by columns) 0.98-1.06x and M = 6, N = 8192, K = 2048 (16 KiB) 0.95-1.00x, hence SPLIT_K_RUN_BYTES.
 SPLIT_K_RUN_BYTES = 8 << 10  # split by K where a split by columns would read rows in pieces of at most this
 # and only where B is larger than this machine's last-level cache (32 MiB): a B that stays in cache between calls
 # makes a short product, and the second launch and the partials' sum showed (one-off, 2 threads, B of 16 MiB: M = 1,
@@ -471,26 +470,23 @@ def sum_parts_kernel(part, c, BM: tl.constexpr = 8, BN: tl.constexpr = 1024):
 
 def split_k_config(dtype: str, Z: int, M: int, N: int, K: int, threads: int, bt: bool) -> dict | None:
     """matmul_split_k_kernel's tiles where a product is split by K between the threads, else None: a product of one
-    row (M = 1; streamed, `stream_rows`) on the FMA path, B not a transpose and of at least SPLIT_K_MIN_BYTES, fewer
-    batch products than threads, and rows that a split by columns would cut into pieces of at most
-    SPLIT_K_RUN_BYTES. KS: each slice's k-steps, whole SPLIT_K_BK blocks; S: the slices (as many as the threads,
-    fewer where K has fewer blocks)."""
+    row (M = 1) on the FMA path, B not a transpose and of at least SPLIT_K_MIN_BYTES, fewer batch products than
+    threads, and rows that a split by columns would cut into pieces of at most SPLIT_K_RUN_BYTES. KS: each slice's
+    k-steps, whole SPLIT_K_BK blocks (as many slices as the threads, fewer where K has fewer blocks)."""
     parts, size = threads // Z, dt.BY_NAME[dtype].itemsize
     if (bt or parts < 2 or M != 1 or K * N * size < SPLIT_K_MIN_BYTES or N * size > parts * SPLIT_K_RUN_BYTES
             or dot_path(dtype, M) not in ("fma", "portable")):
         return None
     KS = -(-K // (parts * SPLIT_K_BK)) * SPLIT_K_BK
-    S = -(-K // KS)
-    return {"KS": KS, "BM": M, "BN": min(N, STREAM_BN), "BK": SPLIT_K_BK, "S": S} if S > 1 else None
+    return {"KS": KS, "BM": M, "BN": min(N, STREAM_BN), "BK": SPLIT_K_BK} if KS < K else None
 
 
 def matmul_split_k(a3, b3, c3, config: dict) -> None:
-    """c3 = a3 @ b3 (3-D operands) as `config`'s S partial products over slices of K (this thread's scratch buffer),
+    """c3 = a3 @ b3 (3-D operands) as partial products over `config`'s slices of K (this thread's scratch buffer),
     then summed."""
-    (Z, M, _), N = a3.shape, b3.shape[2]
-    tiles = {k: v for k, v in config.items() if k != "S"}
-    part = _scratch("split_k", (config["S"], Z, M, N), np.float32)
-    matmul_split_k_kernel(a3, b3, part, **tiles)
+    (Z, M, K), N = a3.shape, b3.shape[2]
+    part = _scratch("split_k", (-(-K // config["KS"]), Z, M, N), np.float32)
+    matmul_split_k_kernel(a3, b3, part, **config)
     sum_parts_kernel(part, c3)
 
 

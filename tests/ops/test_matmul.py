@@ -20,34 +20,27 @@ DIMS = st.one_of(st.integers(1, 300), st.sampled_from([1, 2, 3, 7, 13, 31, 97, 1
 
 
 @pytest.fixture
-def packed_min(monkeypatch):
-    """Sets mm.PACKED_MIN for the test; the launch plans made under each value are forgotten (ops._tuned.plan)."""
-    def set_min(value):
-        monkeypatch.setattr(mm, "PACKED_MIN", value)
+def plan_knobs(monkeypatch):
+    """Sets ops.matmul constants the launch plans read (`plan_knobs(NAME=value, ...)`) for the test; the plans made
+    under them are forgotten (ops._tuned.plan)."""
+    def set_knobs(**values):
+        for name, value in values.items():
+            monkeypatch.setattr(mm, name, value)
         _tuned.clear()
-    yield set_min
+    yield set_knobs
     _tuned.clear()
 
 
 @pytest.fixture
-def b_panels_min(monkeypatch):
-    """Sets mm.B_PANELS_MIN_M and mm.B_PANELS_MIN_BYTES for the test (plans made under them forgotten)."""
-    def set_min(rows, nbytes=1):
-        monkeypatch.setattr(mm, "B_PANELS_MIN_M", rows)
-        monkeypatch.setattr(mm, "B_PANELS_MIN_BYTES", nbytes)
-        _tuned.clear()
-    yield set_min
-    _tuned.clear()
+def packed_min(plan_knobs):
+    """Sets mm.PACKED_MIN for the test."""
+    return lambda value: plan_knobs(PACKED_MIN=value)
 
 
 @pytest.fixture
-def split_k_min(monkeypatch):
-    """Sets mm.SPLIT_K_MIN_BYTES for the test (plans made under it forgotten)."""
-    def set_min(nbytes):
-        monkeypatch.setattr(mm, "SPLIT_K_MIN_BYTES", nbytes)
-        _tuned.clear()
-    yield set_min
-    _tuned.clear()
+def b_panels_min(plan_knobs):
+    """Sets mm.B_PANELS_MIN_M and mm.B_PANELS_MIN_BYTES for the test."""
+    return lambda rows, nbytes=1: plan_knobs(B_PANELS_MIN_M=rows, B_PANELS_MIN_BYTES=nbytes)
 
 
 @pytest.fixture
@@ -172,16 +165,16 @@ def test_streamed_products_take_a_column_block_per_thread(n, threads, batch, bn)
 @pytest.mark.parametrize("dtype,n,k,threads", [("float32", 2048, 2048, 2), ("float32", 1000, 1100, 2),
                                                ("float32", 300, 4200, 4), ("bfloat16", 2048, 1300, 2),
                                                ("float16", 777, 2049, 3)])
-def test_one_row_on_several_threads_is_split_by_k(split_k_min, dtype, n, k, threads):
+def test_one_row_on_several_threads_is_split_by_k(plan_knobs, dtype, n, k, threads):
     """A product of one row on several threads, whose rows a split by columns would cut into short pieces, is split
     by K instead (B's size threshold lowered here): a slice of whole SPLIT_K_BK blocks per thread (the last one
     ragged, past K read as zeros), each into its partial product, then summed, also into a narrow output. One
-    thread, two rows, as many products as threads, b = w.T, rows too long or a B under the threshold split
-    nothing."""
+    thread, two rows, as many products as threads, b = w.T, rows too long, K of one block or a B under the
+    threshold split nothing."""
     m = 1
     assert mm.split_k_config(dtype, 1, m, n, mm.SPLIT_K_MIN_BYTES // (n * np.dtype(NP[dtype]).itemsize) - 1, threads,
                              False) is None
-    split_k_min(1)
+    plan_knobs(SPLIT_K_MIN_BYTES=1)
     rng = np.random.default_rng(m + n + k)
     a = rng.standard_normal((m, k), np.float32).astype(NP[dtype])
     b = rng.standard_normal((k, n), np.float32).astype(a.dtype)
@@ -190,8 +183,7 @@ def test_one_row_on_several_threads_is_split_by_k(split_k_min, dtype, n, k, thre
     csrc.set_num_threads(threads)
     try:
         path, cfg = mm.launch_plan(dtype, a[None], b[None], c)
-        assert path == "split_k" and cfg["KS"] % mm.SPLIT_K_BK == 0
-        assert cfg["S"] == -(-k // cfg["KS"]) and (cfg["S"] - 1) * cfg["KS"] < k <= cfg["S"] * cfg["KS"]
+        assert path == "split_k" and cfg["KS"] % mm.SPLIT_K_BK == 0 and 2 <= -(-k // cfg["KS"]) <= threads
         check(a, b, ops.matmul(a, b, out_dtype=np.float32))
         check(a, b, ops.matmul(a, b))
         out = np.full((m, n + 1), 7.0, np.float32)
@@ -203,6 +195,7 @@ def test_one_row_on_several_threads_is_split_by_k(split_k_min, dtype, n, k, thre
             "kernel"
         assert mm.launch_plan(dtype, a[None], np.asfortranarray(b)[None], c)[0] == "kernel"
         assert mm.split_k_config(dtype, 1, 2, n, k, threads, False) is None
+        assert mm.split_k_config(dtype, 1, m, n, mm.SPLIT_K_BK, threads, False) is None  # (one block: one slice)
         wide = threads * mm.SPLIT_K_RUN_BYTES // a.itemsize + 1  # (rows a split by columns leaves long enough)
         assert mm.split_k_config(dtype, 1, m, wide, k, threads, False) is None
     finally:
