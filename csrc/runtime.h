@@ -27,10 +27,12 @@ extern "C" {
 typedef void (*tl_body_fn)(void *ctx, int64_t begin, int64_t end);
 
 /*
- * Runs fn over [0, n) in chunks of `grain` indices (grain <= 0: automatic) on the pool;
- * the calling thread participates. Every index is covered exactly once. Runs inline on
- * the caller when n <= grain, with one thread, when nested inside a body, or while the
- * pool is busy with another caller's job. Returns TL_OK, or TL_EINVAL for a NULL fn.
+ * Runs fn over [0, n) in chunks of `grain` indices on the pool; grain <= 0: automatic,
+ * chunks that shrink as the work runs out (guided self-scheduling, the last ones of one
+ * index). The calling thread participates. Every index is covered exactly once. Runs
+ * inline on the caller when n <= grain (automatic: n == 1), with one thread, when nested
+ * inside a body, or while the pool is busy with another caller's job. Returns TL_OK, or
+ * TL_EINVAL for a NULL fn.
  */
 int tl_parallel_for(tl_body_fn fn, void *ctx, int64_t n, int64_t grain);
 

@@ -111,12 +111,18 @@ def test_parallel_for_covers_every_index_once(threads):
             assert_covers(rec, n, grain if grain > 0 and threads > 1 and n > grain else None)
 
 
-def test_auto_grain_splits_into_several_chunks():
-    csrc.set_num_threads(4)
-    rec = parallel_for(1000, 0)
-    assert_covers(rec, 1000)
-    grain = 1000 // (4 * 4)  # auto: n / (threads * 4) indices per chunk
-    assert [e - b for b, e, _ in sorted(rec.chunks)] == [grain] * (1000 // grain) + [1000 % grain]
+@pytest.mark.parametrize(("threads", "n"), [(4, 1000), (2, 32), (2, 2), (3, 97)])
+def test_auto_grain_is_guided(threads, n):
+    """Each chunk a share 1 / (2 * threads) of what is left, at least one index: the same chunks whichever
+    thread claims them."""
+    csrc.set_num_threads(threads)
+    rec = parallel_for(n, 0)
+    assert_covers(rec, n)
+    sizes, begin = [], 0
+    while begin < n:
+        sizes.append(max(1, (n - begin) // (2 * threads)))
+        begin += sizes[-1]
+    assert [e - b for b, e, _ in sorted(rec.chunks)] == sizes
 
 
 def test_negative_n_is_a_no_op():
