@@ -238,7 +238,8 @@ static void run_chunks(tl_job *job) {
     while (begin < job->n) {
         int64_t left = job->n - begin;
         int64_t size = job->grain ? job->grain : left / job->share;
-        int64_t end = size < 1 ? begin + 1 : size >= left ? job->n : begin + size; /* (no overflow) */
+        if (size < 1) size = 1;
+        int64_t end = size >= left ? job->n : begin + size; /* (no overflow) */
         /* on failure `begin` becomes the first unclaimed index another thread left */
         if (atomic_compare_exchange_weak_explicit(&job->next, &begin, end, memory_order_relaxed,
                                                   memory_order_relaxed)) {

@@ -470,9 +470,9 @@ def sum_parts_kernel(part, c, BM: tl.constexpr = 8, BN: tl.constexpr = 1024):
 
 def split_k_config(dtype: str, Z: int, M: int, N: int, K: int, threads: int, bt: bool) -> dict | None:
     """matmul_split_k_kernel's tiles where a product is split by K between the threads, else None: a product of one
-    row (M = 1) on the FMA path, B not a transpose and of at least SPLIT_K_MIN_BYTES, fewer batch products than
-    threads, and rows that a split by columns would cut into pieces of at most SPLIT_K_RUN_BYTES. KS: each slice's
-    k-steps, whole SPLIT_K_BK blocks (as many slices as the threads, fewer where K has fewer blocks)."""
+    row (M = 1) on the FMA path, B not a transpose and of at least SPLIT_K_MIN_BYTES, at least two threads per batch
+    product, and rows that a split by columns would cut into pieces of at most SPLIT_K_RUN_BYTES. KS: each slice's
+    k-steps, whole SPLIT_K_BK blocks (a slice per thread of each batch product, fewer where K has fewer blocks)."""
     parts, size = threads // Z, dt.BY_NAME[dtype].itemsize
     if (bt or parts < 2 or M != 1 or K * N * size < SPLIT_K_MIN_BYTES or N * size > parts * SPLIT_K_RUN_BYTES
             or dot_path(dtype, M) not in ("fma", "portable")):
